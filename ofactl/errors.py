@@ -21,6 +21,9 @@ class OfactlError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self):  # picklable across DataLoader workers, hint included
+        return (self.__class__, (self.message, self.hint))
+
     def __str__(self) -> str:  # one line, hint appended
         if self.hint:
             return f"{self.message} ({self.hint})"
