@@ -73,7 +73,8 @@ def modify_alpha(alpha: Tensor, lam: float | Tensor, lengths: Tensor | None = No
 
     Args:
         alpha: ``(batch, frame)`` weights in ``[0, 1]``.
-        lam: a float or a 0-d tensor in ``[0, 2)``.
+        lam: a float or a 0-d tensor in ``[0, 2)``, or a ``(batch,)`` tensor
+            with one lambda per utterance.
         lengths: ``(batch,)`` valid frames, or None.
 
     Returns:
@@ -86,11 +87,13 @@ def modify_alpha(alpha: Tensor, lam: float | Tensor, lengths: Tensor | None = No
     dtype = torch.promote_types(alpha.dtype, torch.float32)
     alpha = alpha.to(dtype)
     if isinstance(lam, Tensor):
-        if lam.ndim != 0:
-            raise ValueError(f"lam must be a float or a 0-d tensor, found shape {tuple(lam.shape)}")
+        if lam.ndim not in (0, 1) or (lam.ndim == 1 and lam.shape[0] != alpha.shape[0]):
+            raise ValueError(f"lam must be a float, a 0-d tensor or a (batch,) tensor, found shape {tuple(lam.shape)}")
         lam_t = lam.to(dtype=dtype, device=alpha.device)
-        if not lam_t.requires_grad and not bool((lam_t >= 0) & (lam_t < LAMBDA_MAX)):
-            raise ValueError(f"lam must lie in [0, 2), found {float(lam_t)}")
+        if not lam_t.requires_grad and not bool(((lam_t >= 0) & (lam_t < LAMBDA_MAX)).all()):
+            raise ValueError(f"lam must lie in [0, 2), found {lam_t.tolist()}")
+        if lam_t.ndim == 1:
+            lam_t = lam_t[:, None]  # one lambda per utterance (exact-rate extraction)
     else:
         if not 0.0 <= float(lam) < LAMBDA_MAX:
             raise ValueError(f"lam must lie in [0, 2), found {lam}")

@@ -314,3 +314,15 @@ def test_lambda_gradient_flows_through_cif():
         fd = (loss(torch.tensor(lam0 + h, dtype=torch.float64)) - loss(torch.tensor(lam0 - h, dtype=torch.float64))) / (2 * h)
         assert lam.grad != 0
         torch.testing.assert_close(lam.grad, fd, rtol=1e-4, atol=1e-6)
+
+
+def test_per_utterance_lambda_equals_one_by_one():
+    x, alpha, lens = random_batch(11, [30, 22, 9])
+    lams = torch.tensor([0.2, 1.0, 1.7])
+    batched = modify_alpha(alpha, lams, lens)
+    for b, n in enumerate([30, 22, 9]):
+        single = modify_alpha(alpha[b : b + 1, :n], float(lams[b]))
+        torch.testing.assert_close(batched[b, :n], single[0])
+        assert torch.all(batched[b, n:] == 0)
+    with pytest.raises(ValueError, match="batch"):
+        modify_alpha(alpha, torch.tensor([0.1, 0.2]), lens)
