@@ -6,9 +6,16 @@ STAMP := $(VENV)/.ofactl-installed
 # torch 2.14.1 + torchaudio 2.11.0 is the pair known to import together here.
 TORCH := torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: setup test demo clean
+.PHONY: setup system-deps test demo clean
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
+
+# Debian packages: espeak-ng speaks the synthetic corpus (tests and demo).
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq espeak-ng; \
+	  else echo "ofactl needs espeak-ng: apt-get install espeak-ng" >&2; exit 1; fi; }
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
