@@ -7,6 +7,7 @@ split files and CSV headers as the real dataset, and real (tiny) audio.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,30 @@ def make_quesst14(base: Path) -> Path:
         "LEXEME quesst14_00001 1 0.100 0.400 quesst14_dev_0001 <NA> <NA> <NA>\n"
         "LEXEME quesst14_00003 1 0.100 0.400 quesst14_dev_0002 <NA> <NA> <NA>\n")
     return root
+
+
+BAD_KINDS = {"garbage": "unreadable", "truncated": "unreadable", "empty": "empty", "text": "not_audio"}
+N_FILES, N_EACH_BAD, N_EACH_ODD = 1000, 12, 6
+
+
+def make_messy_folder(root: Path) -> dict[str, str]:
+    """1,000 files: 48 bad ones (name -> expected reason), 12 odd but valid, the rest 0.1 s sine."""
+    header = (write_audio(root / "template.wav", 0.1)).read_bytes()
+    (root / "template.wav").unlink()
+    expected: dict[str, str] = {}
+    n = 0
+    for kind, reason in BAD_KINDS.items():
+        for _ in range(N_EACH_BAD):
+            path = root / f"d{n % 7}" / f"bad_{kind}_{n:04d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes({"garbage": os.urandom(2000), "truncated": header[:30], "empty": b"",
+                              "text": b"this is a transcript, not audio\n"}[kind])
+            expected[path.name] = reason
+            n += 1
+    for i in range(N_EACH_ODD):
+        write_audio(root / "odd" / f"silent_{i}.wav", 0.3, kind="silent")
+        write_audio(root / "odd" / f"stereo8k_{i}.wav", 0.25, sr=8000, channels=2)
+    n += 2 * N_EACH_ODD
+    for i in range(N_FILES - n):
+        write_audio(root / f"d{i % 7}" / f"good_{i:04d}.{'flac' if i % 10 == 0 else 'wav'}", 0.1, seed=i)
+    return expected

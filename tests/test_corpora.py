@@ -15,7 +15,8 @@ from ofactl.data.layouts.speech_commands import which_set
 from ofactl.errors import OfactlError
 from layout_fixtures import (
     IEMO_LINES, SC_FILES, SC_TEST_FILES, VOX_SPLIT, iemocap_id, make_fluent, make_iemocap, make_librispeech,
-    make_quesst14, make_speech_commands, make_voxceleb1, write_audio, write_iemocap_meta,
+    N_FILES, make_messy_folder, make_quesst14, make_speech_commands, make_voxceleb1, write_audio,
+    write_iemocap_meta,
 )
 
 
@@ -347,33 +348,10 @@ def test_corpus_helpers(tmp_path):
 
 
 # ----------------------------------------------------------------------------- probe
-BAD_KINDS = {"garbage": "unreadable", "truncated": "unreadable", "empty": "empty", "text": "not_audio"}
-N_FILES, N_EACH_BAD, N_EACH_ODD = 1000, 12, 6
-
-
 @pytest.fixture(scope="module")
 def messy_folder(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """1,000 files: 48 bad ones (name -> expected reason), 12 odd but valid, the rest 0.1 s sine."""
     root = tmp_path_factory.mktemp("messy")
-    header = (write_audio(root / "template.wav", 0.1)).read_bytes()
-    (root / "template.wav").unlink()
-    expected: dict[str, str] = {}
-    n = 0
-    for kind, reason in BAD_KINDS.items():
-        for _ in range(N_EACH_BAD):
-            path = root / f"d{n % 7}" / f"bad_{kind}_{n:04d}.wav"
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes({"garbage": os.urandom(2000), "truncated": header[:30], "empty": b"",
-                              "text": b"this is a transcript, not audio\n"}[kind])
-            expected[path.name] = reason
-            n += 1
-    for i in range(N_EACH_ODD):
-        write_audio(root / "odd" / f"silent_{i}.wav", 0.3, kind="silent")
-        write_audio(root / "odd" / f"stereo8k_{i}.wav", 0.25, sr=8000, channels=2)
-    n += 2 * N_EACH_ODD
-    for i in range(N_FILES - n):
-        write_audio(root / f"d{i % 7}" / f"good_{i:04d}.{'flac' if i % 10 == 0 else 'wav'}", 0.1, seed=i)
-    return root, expected
+    return root, make_messy_folder(root)
 
 
 def test_probe_reports_each_bad_file_and_keeps_the_rest(messy_folder):

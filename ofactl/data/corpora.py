@@ -169,7 +169,8 @@ def probe(
                                                          f"end of the file ({info.duration_s:g} s)", u.id))
         else:
             kept.append(u)
-    return Corpus(layout=corpus.layout, root=corpus.root, utterances=kept, problems=problems)
+    headers = {path: info for path, info in infos.items() if isinstance(info, AudioInfo)}
+    return Corpus(layout=corpus.layout, root=corpus.root, utterances=kept, problems=problems, headers=headers)
 
 
 def _read_headers(paths: list[str]) -> list[tuple[str, AudioInfo | AudioError]]:

@@ -76,6 +76,8 @@ class Corpus:
     root: str
     utterances: list[Utterance]
     problems: list[Problem] = field(default_factory=list)
+    #: header facts per audio path, filled by :func:`ofactl.data.corpora.probe`
+    headers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.utterances)

@@ -1,0 +1,12 @@
+"""The ``ofactl`` command line: parse -> one library call -> print a summary.
+
+One module per command group; each registers on :data:`ofactl.cli.app.app`.
+Nothing here imports torch: ``ofactl --help`` stays instant.
+"""
+
+from ofactl.cli.app import DEBUG_ENV_VAR, app, main
+from ofactl.cli.options import DeviceOption, JsonOption, ModelOption, PeriodOption, QuietOption
+from ofactl.cli import info as _info  # noqa: F401  (registers `ofactl info`)
+from ofactl.cli import data as _data  # noqa: F401  (registers `ofactl data ...`)
+
+__all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]

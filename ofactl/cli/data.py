@@ -1,0 +1,86 @@
+"""``ofactl data inspect`` and ``ofactl data synth``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ofactl.cli.app import app
+from ofactl.cli.options import JsonOption, QuietOption
+
+data_app = typer.Typer(help="Corpora: inspect a dataset, synthesise the demo corpus.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+LayoutOption = Annotated[
+    Optional[str],
+    typer.Option("--layout", "-l", metavar="LAYOUT", show_default=False,
+                 help="generic, librispeech, speech_commands, voxceleb1, fluent, iemocap, quesst14 (default: detect)."),
+]
+
+
+def _progress(quiet: bool, description: str):
+    """A rich progress bar usable as ``progress(done, total)``; None when quiet."""
+    if quiet:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+@data_app.command("inspect")
+def inspect_command(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Dataset folder (or a manifest .tsv/.csv).")],
+    layout: LayoutOption = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Decode every file to find silence and NaN samples.")] = False,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Layout, utterances and hours per split, label counts, and every problem found."""
+    from ofactl.data.inspect import inspect_corpus, render
+
+    bar, update = _progress(quiet or json_output, "reading headers")
+    if bar is not None:
+        with bar:
+            report = inspect_corpus(path, layout, deep=deep, progress=update)
+    else:
+        report = inspect_corpus(path, layout, deep=deep)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        render(report, Console(soft_wrap=True))
+
+
+@data_app.command("synth")
+def synth_command(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Where to write the corpus layouts.")],
+    speakers: Annotated[int, typer.Option("--speakers", min=2, help="Number of synthetic voices.")] = 8,
+    utterances: Annotated[int, typer.Option("--utterances", min=6, help="LibriSpeech-layout utterances.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a corpus made with other arguments.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Synthesise English speech (espeak-ng) in LibriSpeech, Speech Commands, VoxCeleb1 and Fluent layouts."""
+    from ofactl.data.synth import synthesize_corpus
+
+    bar, update = _progress(quiet, "synthesising")
+    if bar is not None:
+        with bar:
+            report = synthesize_corpus(out_dir, speakers=speakers, utterances=utterances, seed=seed,
+                                       progress=update, overwrite=overwrite)
+    else:
+        report = synthesize_corpus(out_dir, speakers=speakers, utterances=utterances, seed=seed, overwrite=overwrite)
+    what = "already there" if report.reused else f"written in {report.seconds:.1f} s"
+    typer.echo(f"{report.n_files} files, {report.total_hours:.3f} h of speech in {out_dir} ({what})")
+    for name, count in report.counts.items():
+        typer.echo(f"  {name}: {count}")

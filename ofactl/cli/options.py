@@ -1,0 +1,35 @@
+"""Options shared by ofactl commands, defined once as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ofactl.period import FramePeriod, parse_period_option
+
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="DIR",
+        show_default=False,
+        help="Model directory (default: $OFACTL_MODEL, then `model` in ofactl.toml).",
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only results and errors.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+PeriodOption = Annotated[
+    Optional[FramePeriod],
+    typer.Option(
+        "--period",
+        "-p",
+        parser=parse_period_option,
+        metavar="PERIOD",
+        show_default=False,
+        help="Target frame period with a unit, e.g. 90ms or 0.09s.",
+    ),
+]
+DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0.")]
+
