@@ -8,5 +8,6 @@ from ofactl.cli.app import DEBUG_ENV_VAR, app, main
 from ofactl.cli.options import DeviceOption, JsonOption, ModelOption, PeriodOption, QuietOption
 from ofactl.cli import info as _info  # noqa: F401  (registers `ofactl info`)
 from ofactl.cli import data as _data  # noqa: F401  (registers `ofactl data ...`)
+from ofactl.cli import pretrain as _pretrain  # noqa: F401  (registers `ofactl pretrain`)
 
 __all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]

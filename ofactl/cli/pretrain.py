@@ -1,0 +1,44 @@
+"""``ofactl pretrain``: OFA pretraining of a DistilHuBERT+CIF student."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ofactl.cli.app import app
+from ofactl.cli.options import QuietOption
+
+
+@app.command()
+def pretrain(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="FILE",
+                                                   help="YAML config (strict: unknown keys are errors).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", metavar="DIR", help="Training corpus (overrides data.path).")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", metavar="SPEC",
+                                                   help="Teacher checkpoint, HF directory or tiny-random.")] = None,
+    segments: Annotated[Optional[str], typer.Option("--segments", metavar="FILE",
+                                                    help="Guidance segments from `ofactl segment`.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help="Model directory to write.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Optimiser steps (overrides steps).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Pretrain one OFA student: one lambda ~ U[0, lambda_max] per step (runs under torchrun too)."""
+    from ofactl.train import load_pretrain_config, pretrain as run_pretrain
+
+    cfg = load_pretrain_config(config, **{"data.path": data, "teacher": teacher, "segments": segments, "out": out,
+                                          "steps": max_steps})
+    result = run_pretrain(cfg, resume=resume, progress=not quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
+    status = "finished" if result.finished else f"stopped by {result.interrupted_by} (resume with --resume)"
+    losses = ", ".join(f"{k} {result.last_losses[k]:.4f}" for k in ("loss", "distill", "guidance_seg", "guidance_frame")
+                       if k in result.last_losses)
+    typer.echo(f"{result.model_dir}: step {result.step} {status} in {result.seconds:.0f} s; {losses}")
+    if result.problems:
+        typer.echo(f"{result.problems} corpus problem(s) skipped: run `ofactl data inspect` on the data for details")
+    if result.finished:
+        typer.echo(f"recorded as the workspace model; next: ofactl calibrate DATA --model {result.model_dir}")

@@ -1,0 +1,532 @@
+"""OFA pretraining: one explicit loop, readable top to bottom.
+
+Each optimiser step draws one lambda ~ U[0, lambda_max] (or uses
+``fixed_lambda``), runs the student at that lambda, pools the frozen teacher's
+target layers with the *same* CIF weights (detached), and minimises the
+DistilHuBERT distillation loss plus the guidance loss on the original alpha.
+``lambda_max = 0`` is plain DistilHuBERT; ``fixed_lambda = 1`` is Meng et al.'s
+fixed-rate model: baselines come from the same code.
+
+Runs as one process or under ``torchrun`` (DistributedDataParallel, NCCL on
+GPUs, gloo on CPU).  Checkpoints are written atomically every
+``save_every`` steps and on SIGTERM/SIGINT; ``resume=True`` restores model,
+optimiser, scheduler, RNG state and data position, so a resumed run logs the
+same losses as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ofactl.config import from_dict, save_yaml, to_plain
+from ofactl.errors import OfactlError
+
+TRAIN_STATE = "train_state.pt"
+TRAIN_LOG = "train_log.csv"
+RESOLVED_CONFIG = "pretrain.yaml"
+LOG_FIELDS = ["step", "epoch", "lambda", "loss", "distill", "l1", "cos", "guidance_seg", "guidance_frame",
+              "measured_period_ms", "audio_s", "audio_s_per_s", "lr", "grad_norm"]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up and linear decay (DistilHuBERT's settings by default)."""
+
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.07
+    grad_clip: float = 5.0
+
+
+@dataclass
+class DataConfig:
+    """Where the audio comes from and how it is batched."""
+
+    path: str = ""
+    layout: str | None = None
+    splits: list[str] = field(default_factory=list)  # empty: every split named train*, else all
+    crop_s: float = 15.625  # 250,000 samples
+    max_batch_s: float = 375.0  # padded seconds: 24 x 15.6 s
+    max_batch_size: int | None = 24
+    min_duration_s: float = 0.5
+    num_workers: int = 4
+
+
+@dataclass
+class PretrainConfig:
+    """Everything ``ofactl pretrain`` needs; read strictly from YAML."""
+
+    out: str = "exp/ofa/model"
+    student: str = "distilhubert"  # preset name
+    student_overrides: dict[str, Any] = field(default_factory=dict)
+    teacher: str = ""
+    init_from_teacher: bool = True
+    segments: str | None = None
+    lambda_max: float = 2.0 - 1e-5
+    fixed_lambda: float | None = None
+    steps: int = 200_000
+    accumulate: int = 1
+    w_seg: float = 0.05
+    w_frame: float = 0.5
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    device: str = "auto"
+    seed: int = 0
+    save_every: int = 1000
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 <= self.lambda_max < 2.0:
+            problems.append(f"lambda_max must lie in [0, 2), found {self.lambda_max}")
+        if self.fixed_lambda is not None and not 0.0 <= self.fixed_lambda < 2.0:
+            problems.append(f"fixed_lambda must lie in [0, 2), found {self.fixed_lambda}")
+        if self.steps < 1 or self.accumulate < 1 or self.save_every < 1:
+            problems.append("steps, accumulate and save_every must be >= 1")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            problems.append(f"precision must be auto, bf16 or fp32, found {self.precision!r}")
+        if problems:
+            raise OfactlError("invalid pretrain config: " + "; ".join(problems))
+
+
+def load_pretrain_config(path: str | Path | None, **overrides: Any) -> PretrainConfig:
+    """The YAML at ``path`` (or the defaults), then non-None ``overrides`` (dotted keys for nested: ``data.path``)."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise OfactlError(f"config file {p} not found", hint="pass --config with an existing YAML file")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise OfactlError(f"{p}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        if not isinstance(data, dict):
+            raise OfactlError(f"{p}: expected a mapping at the top level")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return from_dict(PretrainConfig, data, where=str(path) if path else "pretrain config")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def step_lambda(cfg: PretrainConfig, step: int) -> float:
+    """The lambda of optimiser step ``step``: a pure function of (seed, step), equal on every rank."""
+    if cfg.fixed_lambda is not None:
+        return float(cfg.fixed_lambda)
+    if cfg.lambda_max == 0.0:
+        return 0.0
+    digest = hashlib.blake2b(f"lambda:{cfg.seed}:{step}".encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "little") / 2**64
+    return float(u * cfg.lambda_max)
+
+
+def lr_factor(step: int, total: int, warmup_ratio: float) -> float:
+    """Linear warm-up over ``warmup_ratio * total`` steps, then linear decay to 0 at ``total``."""
+    warmup = max(int(round(warmup_ratio * total)), 0)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(total - warmup, 1))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only (not on biases and norm parameters)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _autocast(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class _StopRequest:
+    """SIGTERM/SIGINT set a flag; the loop checkpoints at the end of the step and exits."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain` returns."""
+
+    model_dir: Path
+    step: int
+    finished: bool
+    interrupted_by: str | None
+    last_losses: dict[str, float]
+    seconds: float
+    problems: int
+    weights_sha256: str = ""
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> PretrainResult:
+    """Run (or resume) OFA pretraining as described by ``cfg``; returns where it ended."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.utils.data import DataLoader
+
+    from ofactl import distributed as D
+    from ofactl.checkpoint import save_model
+    from ofactl.data.batching import AudioItem, BucketBatchSampler
+    from ofactl.data.corpora import probe, read_corpus
+    from ofactl.data.crops import CropDataset, EpochBatchSampler, collate_crops
+    from ofactl.distill import distillation_loss, guidance_loss, pool_targets
+    from ofactl.model import OFAStudent, StudentConfig
+    from ofactl.teacher import init_student_from_teacher, load_teacher
+
+    t_start = time.time()
+    env = D.setup(cfg.device)
+    out = Path(cfg.out)
+    state_path = out / TRAIN_STATE
+    if env.is_main:
+        if state_path.exists() and not resume:
+            raise OfactlError(f"{out} already holds a training run", hint="pass --resume to continue it, or choose another --out")
+        if resume and not state_path.exists():
+            raise OfactlError(f"nothing to resume in {out} (no {TRAIN_STATE})", hint="drop --resume to start a new run")
+        out.mkdir(parents=True, exist_ok=True)
+    D.barrier(env)
+
+    # --- data
+    if not cfg.data.path:
+        raise OfactlError("no training data given", hint="set data.path in the config or pass --data DIR")
+    corpus = read_corpus(cfg.data.path, cfg.data.layout)
+    splits = cfg.data.splits or [s for s in corpus.splits() if s.startswith("train")] or corpus.splits()
+    keep = set(splits)
+    corpus.utterances = [u for u in corpus.utterances if u.split in keep]
+    corpus = probe(corpus)
+    utts = [u for u in corpus.utterances if (u.duration_s or 0.0) >= cfg.data.min_duration_s]
+    if not utts:
+        raise OfactlError(f"{cfg.data.path}: no usable training utterances in splits {', '.join(splits)}",
+                          hint="check the path, the layout and data.splits")
+    items = [AudioItem(u.id, u.path, u.offset_s, u.duration_s) for u in utts]
+    crop_samples = int(round(cfg.data.crop_s * 16000))
+    durations = [min(u.duration_s, cfg.data.crop_s) for u in utts]
+    sampler = BucketBatchSampler(durations, cfg.data.max_batch_s, shuffle=True, seed=cfg.seed, rank=env.rank,
+                                 world_size=env.world_size, max_batch_size=cfg.data.max_batch_size)
+    dataset = CropDataset(items, crop_samples, cfg.seed)
+    loader_kwargs: dict[str, Any] = {}
+    if cfg.data.num_workers > 0:
+        loader_kwargs = {"prefetch_factor": 2}
+    loader = DataLoader(dataset, batch_sampler=EpochBatchSampler(sampler), collate_fn=collate_crops,
+                        num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+                        pin_memory=env.device.type == "cuda", **loader_kwargs)
+    if len(sampler.epoch_batches(0)) == 0:
+        raise OfactlError("the training data gives no batches", hint="lower data.max_batch_s or add data")
+
+    segments = None
+    if cfg.segments:
+        from ofactl.segments import SegmentTable
+
+        segments = SegmentTable.load(cfg.segments)
+        missing = sum(1 for u in utts if u.id not in segments)
+        if missing == len(utts):
+            raise OfactlError(f"{cfg.segments}: has segments for none of the {len(utts)} training utterances",
+                              hint="make them with `ofactl segment` on the same data")
+
+    # --- models
+    torch.manual_seed(cfg.seed)
+    student_cfg = StudentConfig.preset(cfg.student)
+    if cfg.student_overrides:
+        student_cfg = StudentConfig.from_dict({**student_cfg.to_dict(), **cfg.student_overrides})
+    if not cfg.teacher:
+        raise OfactlError("no teacher given", hint="set teacher in the config or pass --teacher SPEC")
+    teacher = load_teacher(cfg.teacher, device=env.device)
+    if max(student_cfg.target_layers) > teacher.config.num_layers:
+        raise OfactlError(f"the student predicts teacher layers {list(student_cfg.target_layers)} but the teacher has "
+                          f"{teacher.config.num_layers}", hint="set student_overrides.target_layers")
+    student = OFAStudent(student_cfg)
+    if cfg.init_from_teacher:
+        init_student_from_teacher(student, teacher)
+    student.to(env.device).train()
+    model: nn.Module = DDP(student) if env.distributed else student
+    optimizer = torch.optim.AdamW(param_groups(student, cfg.optim.weight_decay), lr=cfg.optim.lr,
+                                  betas=cfg.optim.betas, eps=cfg.optim.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.steps, cfg.optim.warmup_ratio))
+
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if resume:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        student.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        _set_rng_state(state["rng"][min(env.rank, len(state["rng"]) - 1)])
+    elif env.is_main:
+        save_yaml(cfg, out / RESOLVED_CONFIG)
+
+    log_path = out / TRAIN_LOG
+    if env.is_main:
+        _prepare_log(log_path, step)
+
+    def training_state() -> dict[str, Any]:
+        return {"step": step, "max_steps": cfg.steps, "lambda_max": cfg.lambda_max, "fixed_lambda": cfg.fixed_lambda,
+                "teacher": cfg.teacher, "segments": cfg.segments, "data": cfg.data.path, "splits": splits,
+                "seed": cfg.seed, "finished": step >= cfg.steps, "world_size": env.world_size}
+
+    def checkpoint() -> None:
+        rngs = _gather_rng(env)
+        if env.is_main:
+            state = {"model": student.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                     "batch_in_epoch": batch_in_epoch, "rng": rngs, "config": to_plain(cfg)}
+            _atomic_torch_save(state, state_path)
+            save_model(out, student, training=training_state())
+        D.barrier(env)
+
+    bar = _Progress(enabled=progress and env.is_main, total=cfg.steps, start=step)
+    last: dict[str, float] = {}
+    interrupted: str | None = None
+    with _StopRequest() as stop, bar:
+        sampler.set_epoch(epoch, start=batch_in_epoch)
+        batches = iter(loader)
+        while step < cfg.steps:
+            lam = step_lambda(cfg, step)
+            t0 = time.time()
+            sums = {k: 0.0 for k in ("loss", "distill", "l1", "cos", "guidance_seg", "guidance_frame")}
+            audio_s = 0.0
+            out_frames = 0
+            optimizer.zero_grad(set_to_none=True)
+            for micro in range(cfg.accumulate):
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    epoch += 1
+                    batch_in_epoch = 0
+                    sampler.set_epoch(epoch)
+                    batches = iter(loader)
+                    batch = next(batches)
+                batch_in_epoch += 1
+                audio = batch.audio.to(env.device, non_blocking=True)
+                lengths = batch.lengths.to(env.device)
+                sync = micro == cfg.accumulate - 1 or not env.distributed
+                ctx = model.no_sync() if (env.distributed and not sync) else _nullcontext()
+                with ctx:
+                    with _autocast(env.device, cfg.precision):
+                        s_out = model(audio, lengths, lam)
+                    with torch.no_grad():  # the teacher stays fp32 (REFERENCE.md)
+                        t_out = teacher(audio, lengths, layers=student_cfg.target_layers)
+                    if not torch.equal(t_out.lengths, s_out.frame_lengths):
+                        raise OfactlError("teacher and student CNNs give different frame counts",
+                                          hint="the student's conv_layers must match the teacher's")
+                    targets, _ = pool_targets(t_out.hidden_states, student_cfg.target_layers, s_out.alpha_mod,
+                                              s_out.frame_lengths)
+                    d = distillation_loss(s_out.predictions.float(), targets.float(), s_out.lengths)
+                    loss = d.total
+                    g_seg = g_frame = torch.zeros((), device=env.device)
+                    if segments is not None:
+                        crops = [(start // student.hop_samples, int(n)) for start, n in
+                                 zip(batch.starts, s_out.frame_lengths.tolist())]
+                        ends, counts = segments.batch(batch.ids, crops)
+                        g = guidance_loss(s_out.alpha.float(), s_out.frame_lengths, ends.to(env.device),
+                                          counts.to(env.device), w_seg=cfg.w_seg, w_frame=cfg.w_frame)
+                        g_seg, g_frame = g.seg, g.frame
+                        loss = loss + g.total
+                    (loss / cfg.accumulate).backward()
+                for key, value in (("loss", loss), ("distill", d.total), ("l1", d.l1.mean()), ("cos", d.cos.mean()),
+                                   ("guidance_seg", g_seg), ("guidance_frame", g_frame)):
+                    sums[key] += float(value.detach()) / cfg.accumulate
+                audio_s += float(batch.lengths.sum()) / 16000
+                out_frames += int(s_out.lengths.sum())
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip))
+            optimizer.step()
+            scheduler.step()
+            step += 1
+
+            reduced = D.all_reduce_sum(env, [sums[k] for k in sums] + [audio_s, float(out_frames)])
+            n = env.world_size
+            row = {k: reduced[i] / n for i, k in enumerate(sums)}
+            total_audio, total_frames = reduced[-2], reduced[-1]
+            elapsed = max(time.time() - t0, 1e-9)
+            row.update({"step": step, "epoch": epoch, "lambda": lam,
+                        "measured_period_ms": 1000 * total_audio / max(total_frames, 1.0),
+                        "audio_s": total_audio, "audio_s_per_s": total_audio / elapsed,
+                        "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm})
+            last = row
+            if env.is_main:
+                _append_log(log_path, row)
+            bar.update(row)
+
+            stop_now = D.broadcast_flag(env, stop.signum is not None)
+            if step % cfg.save_every == 0 or step >= cfg.steps or stop_now:
+                checkpoint()
+            if stop_now:
+                interrupted = signal.Signals(stop.signum).name if stop.signum else "peer"
+                break
+
+    if env.is_main and step >= cfg.steps:
+        from ofactl.workspace import set_default_model
+
+        set_default_model(out)
+    digest = state_dict_digest(student.state_dict())
+    D.cleanup(env)
+    return PretrainResult(out, step, step >= cfg.steps, interrupted, last, time.time() - t_start,
+                          len(corpus.problems), digest)
+
+
+def state_dict_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names and exact bytes (equal weights <=> equal digest)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _gather_rng(env) -> list[dict[str, Any]]:
+    """Every rank's RNG state (rank order), so a resumed DDP run continues each rank's dropout stream."""
+    state = _rng_state()
+    if not env.distributed:
+        return [state]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+def _prepare_log(path: Path, step: int) -> None:
+    """Keep the rows up to ``step`` (a resumed run rewrites what came after its checkpoint)."""
+    rows = []
+    if path.exists() and step > 0:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _append_log(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=LOG_FIELDS).writerow({k: _fmt(row[k]) for k in LOG_FIELDS})
+        f.flush()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    return value
+
+
+class _Progress:
+    """A rich progress bar with the loss parts, lambda, measured frame period and audio seconds per second."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.enabled = enabled
+        self.total = total
+        self.start = start
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+            self._progress.__enter__()
+            self._task = self._progress.add_task("pretrain", total=self.total, completed=self.start, info="")
+        return self
+
+    def update(self, row: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        info = (f"loss {row['loss']:.3f} (l1 {row['l1']:.3f} cos {row['cos']:.3f} seg {row['guidance_seg']:.3f} "
+                f"frame {row['guidance_frame']:.3f}) λ {row['lambda']:.2f} {row['measured_period_ms']:.0f}ms "
+                f"{row['audio_s_per_s']:.0f} audio-s/s")
+        self._progress.update(self._task, completed=row["step"], info=info)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
