@@ -234,6 +234,40 @@ class PretrainResult:
     weights_sha256: str = ""
 
 
+def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengths: torch.Tensor, lam: float,
+                target_layers, cfg: PretrainConfig, segments: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """The losses of one batch at one lambda.
+
+    The student runs at ``lam`` (under bf16 autocast on GPU when asked); the
+    frozen teacher runs in fp32; its ``target_layers`` are pooled by the same
+    CIF with the student's ``alpha_mod`` (detached); the guidance loss uses the
+    original alpha and ``segments = (ends (batch, K), counts (batch,))``.
+
+    Returns ``(parts, student_output)``: ``parts`` maps loss, distill, l1, cos,
+    guidance_seg, guidance_frame to 0-d tensors (``loss`` carries the graph).
+    """
+    from ofactl.distill import distillation_loss, guidance_loss, pool_targets
+
+    with _autocast(audio.device, cfg.precision):
+        s_out = model(audio, lengths, lam)
+    with torch.no_grad():  # the teacher stays fp32 (REFERENCE.md)
+        t_out = teacher(audio, lengths, layers=target_layers)
+    if not torch.equal(t_out.lengths, s_out.frame_lengths):
+        raise OfactlError("teacher and student CNNs give different frame counts",
+                          hint="the student's conv_layers must match the teacher's")
+    targets, _ = pool_targets(t_out.hidden_states, target_layers, s_out.alpha_mod, s_out.frame_lengths)
+    d = distillation_loss(s_out.predictions.float(), targets.float(), s_out.lengths)
+    zero = torch.zeros((), device=audio.device)
+    parts = {"loss": d.total, "distill": d.total, "l1": d.l1.mean(), "cos": d.cos.mean(),
+             "guidance_seg": zero, "guidance_frame": zero}
+    if segments is not None:
+        ends, counts = segments
+        g = guidance_loss(s_out.alpha.float(), s_out.frame_lengths, ends.to(audio.device), counts.to(audio.device),
+                          w_seg=cfg.w_seg, w_frame=cfg.w_frame)
+        parts.update(loss=d.total + g.total, guidance_seg=g.seg, guidance_frame=g.frame)
+    return parts, s_out
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -247,7 +281,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     from ofactl.data.batching import AudioItem, BucketBatchSampler
     from ofactl.data.corpora import probe, read_corpus
     from ofactl.data.crops import CropDataset, EpochBatchSampler, collate_crops
-    from ofactl.distill import distillation_loss, guidance_loss, pool_targets
     from ofactl.model import OFAStudent, StudentConfig
     from ofactl.teacher import init_student_from_teacher, load_teacher
 
@@ -378,31 +411,18 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                 lengths = batch.lengths.to(env.device)
                 sync = micro == cfg.accumulate - 1 or not env.distributed
                 ctx = model.no_sync() if (env.distributed and not sync) else _nullcontext()
+                segs = None
+                if segments is not None:
+                    frames = student.feature_extractor.output_lengths(batch.lengths).tolist()
+                    crops = [(start // student.hop_samples, int(n)) for start, n in zip(batch.starts, frames)]
+                    segs = segments.batch(batch.ids, crops)
                 with ctx:
-                    with _autocast(env.device, cfg.precision):
-                        s_out = model(audio, lengths, lam)
-                    with torch.no_grad():  # the teacher stays fp32 (REFERENCE.md)
-                        t_out = teacher(audio, lengths, layers=student_cfg.target_layers)
-                    if not torch.equal(t_out.lengths, s_out.frame_lengths):
-                        raise OfactlError("teacher and student CNNs give different frame counts",
-                                          hint="the student's conv_layers must match the teacher's")
-                    targets, _ = pool_targets(t_out.hidden_states, student_cfg.target_layers, s_out.alpha_mod,
-                                              s_out.frame_lengths)
-                    d = distillation_loss(s_out.predictions.float(), targets.float(), s_out.lengths)
-                    loss = d.total
-                    g_seg = g_frame = torch.zeros((), device=env.device)
-                    if segments is not None:
-                        crops = [(start // student.hop_samples, int(n)) for start, n in
-                                 zip(batch.starts, s_out.frame_lengths.tolist())]
-                        ends, counts = segments.batch(batch.ids, crops)
-                        g = guidance_loss(s_out.alpha.float(), s_out.frame_lengths, ends.to(env.device),
-                                          counts.to(env.device), w_seg=cfg.w_seg, w_frame=cfg.w_frame)
-                        g_seg, g_frame = g.seg, g.frame
-                        loss = loss + g.total
+                    parts, s_out = step_losses(model, teacher, audio, lengths, lam, student_cfg.target_layers, cfg,
+                                               segs)
+                    loss = parts["loss"]
                     (loss / cfg.accumulate).backward()
-                for key, value in (("loss", loss), ("distill", d.total), ("l1", d.l1.mean()), ("cos", d.cos.mean()),
-                                   ("guidance_seg", g_seg), ("guidance_frame", g_frame)):
-                    sums[key] += float(value.detach()) / cfg.accumulate
+                for key in sums:
+                    sums[key] += float(parts[key].detach()) / cfg.accumulate
                 audio_s += float(batch.lengths.sum()) / 16000
                 out_frames += int(s_out.lengths.sum())
             grad_norm = float(torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip))

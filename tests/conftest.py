@@ -1,10 +1,21 @@
-"""Test-wide settings: one torch thread per pytest-xdist worker (2 cores, 2 workers)."""
+"""Test-wide settings.
+
+Under pytest-xdist (2 workers on 2 cores) each worker, and every process a
+test starts (the CLI, torchrun ranks), uses one torch thread: two OpenMP
+thread pools spinning on two cores slow each other down by an order of
+magnitude.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import torch
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests import layout_fixtures
