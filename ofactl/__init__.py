@@ -6,4 +6,16 @@ need it (``ofactl.cif``, ``ofactl.model``, ...), so ``ofactl --help`` is instant
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+
+def load_model(path=None, device="cpu"):
+    """Load an OFA model directory; see :func:`ofactl.inference.load_model`.
+
+    ``model.extract(waveform, sample_rate, period="90ms")`` (or ``lam=...``)
+    returns features and frame times.
+    """
+    from ofactl.inference import load_model as _load
+
+    return _load(path, device=device)
+
+
+__all__ = ["__version__", "load_model"]

@@ -287,6 +287,11 @@ def _fingerprint(attrs: Mapping[str, Any], dtype: np.dtype) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def run_fingerprint(attrs: Mapping[str, Any], dtype: str | np.dtype = "float16") -> str:
+    """The fingerprint a :class:`FeatureWriter` with these attrs and dtype gives its run."""
+    return _fingerprint(_normalise_attrs(attrs), np.dtype(dtype))
+
+
 def _describe_difference(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
     def show(value: Any) -> str:
         if value is _MISSING:

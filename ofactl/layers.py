@@ -62,24 +62,39 @@ class MaskedGroupNorm(nn.GroupNorm):
     ``lengths=None`` it is plain GroupNorm.
     """
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:  # type: ignore[override]
-        """``x``: ``(batch, channel, frame)``; ``lengths``: ``(batch,)`` or None."""
-        if lengths is None:
+    def forward(self, x: Tensor, lengths: Tensor | None = None,
+                stats: tuple[Tensor, Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """``x``: ``(batch, channel, frame)``; ``lengths``: ``(batch,)`` or None.
+
+        ``stats = (mean, var)``, each ``(batch, channel)``, replaces the statistics
+        of ``x`` (chunked extraction of long audio passes the whole file's).
+        """
+        if lengths is None and stats is None:
             return super().forward(x)
         if self.num_groups != self.num_channels:
             raise ValueError(
                 f"MaskedGroupNorm supports num_groups == num_channels only; found {self.num_groups} groups "
                 f"for {self.num_channels} channels"
             )
-        mask = valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)  # (B, 1, T)
-        count = mask.sum(-1, keepdim=True).clamp(min=1.0)
-        mean = (x * mask).sum(-1, keepdim=True) / count
-        centred = (x - mean) * mask
-        var = (centred * centred).sum(-1, keepdim=True) / count
-        y = (x - mean) * torch.rsqrt(var + self.eps)
+        if stats is None:
+            mean, var = self.statistics(x, lengths)
+        else:
+            mean, var = stats
+        y = (x - mean[..., None].to(x.dtype)) * torch.rsqrt(var[..., None].to(x.dtype) + self.eps)
         if self.affine:
             y = y * self.weight[None, :, None] + self.bias[None, :, None]
         return y
+
+    @staticmethod
+    def statistics(x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and (biased) variance over valid frames, each ``(batch, channel)``."""
+        if lengths is None:
+            return x.mean(-1), x.var(-1, unbiased=False)
+        mask = valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)  # (B, 1, T)
+        count = mask.sum(-1).clamp(min=1.0)
+        mean = (x * mask).sum(-1) / count
+        centred = (x - mean[..., None]) * mask
+        return mean, (centred * centred).sum(-1) / count
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -100,12 +115,18 @@ class ConvBlock(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size=kernel_size, stride=stride, bias=bias)
         self.layer_norm = norm  # attribute name matches torchaudio's state-dict keys
 
-    def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """``x``: ``(batch, channel, samples_or_frames)`` -> ``(batch, out_channel, frame)``."""
+    def forward(self, x: Tensor, lengths: Tensor | None,
+                stats: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+        """``x``: ``(batch, channel, samples_or_frames)`` -> ``(batch, out_channel, frame)``.
+
+        ``stats`` replaces a GroupNorm's own statistics (see :class:`MaskedGroupNorm`).
+        """
         x = self.conv(x)
         if lengths is not None:
             lengths = (torch.div(lengths - self.kernel_size, self.stride, rounding_mode="floor") + 1).clamp(min=0)
-        if self.layer_norm is not None:
+        if isinstance(self.layer_norm, MaskedGroupNorm):
+            x = self.layer_norm(x, lengths, stats)
+        elif self.layer_norm is not None:
             x = self.layer_norm(x, lengths)
         return nn.functional.gelu(x), lengths
 
@@ -163,10 +184,14 @@ class ConvFeatureExtractor(nn.Module):
         """Frames produced from ``lengths`` samples, shape ``(batch,)``."""
         return conv_output_lengths(lengths, self.conv_spec)
 
-    def forward(self, audio: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, audio: Tensor, lengths: Tensor | None = None,
+                first_stats: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """Args:
             audio: ``(batch, samples)`` float waveform at 16 kHz.
             lengths: ``(batch,)`` valid samples, or None when unpadded.
+            first_stats: ``(mean, var)`` for the first layer's GroupNorm, each
+                ``(batch, channel)`` (a long file's whole-file statistics when it
+                is processed in chunks); None computes them from ``audio``.
 
         Returns:
             ``(features, frame_lengths)``: ``(batch, frame, channel)`` with padded
@@ -183,8 +208,8 @@ class ConvFeatureExtractor(nn.Module):
             audio = nn.functional.pad(audio, (0, short))
         x = audio.unsqueeze(1)
         frame_lengths = lengths
-        for block in self.conv_layers:
-            x, frame_lengths = block(x, frame_lengths)
+        for i, block in enumerate(self.conv_layers):
+            x, frame_lengths = block(x, frame_lengths, first_stats if i == 0 else None)
         x = x.transpose(1, 2)
         x = x.masked_fill(~valid_mask(frame_lengths, x.shape[1])[..., None], 0.0)
         return x, frame_lengths

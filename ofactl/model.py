@@ -211,14 +211,27 @@ class OFAStudent(nn.Module):
         """Args:
             audio: ``(batch, samples)`` float waveform at 16 kHz.
             audio_lengths: ``(batch,)`` valid samples, or None when unpadded.
-            lam: lambda in ``[0, 2)``, a float or a 0-d tensor (differentiable).
+            lam: lambda in ``[0, 2)``: a float, a 0-d tensor (differentiable), or a
+                ``(batch,)`` tensor with one lambda per utterance.
             predict: also run the prediction heads (pretraining).
 
         Returns:
             :class:`StudentOutput`.
         """
+        features, frame_lengths, alpha = self.front(audio, audio_lengths)
+        return self.back(features, frame_lengths, alpha, lam, predict)
+
+    def front(self, audio: Tensor, audio_lengths: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The 20 ms part: CNN and alpha module.
+
+        Returns ``(features (batch, frame, conv_dim), frame_lengths (batch,), alpha (batch, frame))``.
+        """
         features, frame_lengths = self.feature_extractor(audio, audio_lengths)
-        alpha = self.alpha_module(features, frame_lengths)
+        return features, frame_lengths, self.alpha_module(features, frame_lengths)
+
+    def back(self, features: Tensor, frame_lengths: Tensor, alpha: Tensor, lam: float | Tensor,
+             predict: bool = False) -> StudentOutput:
+        """The compressed part: ``modify_alpha`` -> CIF -> transformer (-> heads)."""
         alpha_mod = modify_alpha(alpha, lam, frame_lengths)
         pooled = cif(features, alpha_mod, frame_lengths)
         hidden = run_encoder(self.encoder, pooled.out, pooled.lengths)
@@ -227,7 +240,8 @@ class OFAStudent(nn.Module):
             predictions = self.heads(hidden[-1])
             keep = valid_mask(pooled.lengths, predictions.shape[2])[:, None, :, None]
             predictions = predictions.masked_fill(~keep, 0.0)
-        return StudentOutput(hidden, pooled.lengths, alpha, alpha_mod, frame_lengths, predictions, pooled.centers, features)
+        return StudentOutput(hidden, pooled.lengths, alpha, alpha_mod, frame_lengths, predictions, pooled.centers,
+                             features)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -1,0 +1,100 @@
+"""``ofactl calibrate`` and ``ofactl extract``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ofactl.cli.app import app
+from ofactl.cli.data import LayoutOption, _progress
+from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, QuietOption
+from ofactl.errors import OfactlError
+from ofactl.period import FramePeriod
+
+SplitOption = Annotated[Optional[str], typer.Option("--split", "-s", metavar="SPLIT", show_default=False,
+                                                    help="Use only this split of the corpus.")]
+
+
+@app.command()
+def calibrate(
+    data: Annotated[Path, typer.Argument(help="Corpus to measure frame periods on.", show_default=False)],
+    model: ModelOption = None,
+    split: SplitOption = None,
+    layout: LayoutOption = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Measure the frame period over a lambda grid; store the table in the model directory."""
+    from ofactl.calibrate import render_table
+    from ofactl.extract import measure_calibration
+
+    bar, update = _progress(quiet, "calibrating")
+    if bar is not None:
+        with bar:
+            cal = measure_calibration(model, data, split=split, layout=layout, device=device, progress=update)
+    else:
+        cal = measure_calibration(model, data, split=split, layout=layout, device=device)
+    console = Console(soft_wrap=True)
+    console.print(render_table(cal))
+    console.print(f"calibrated range {cal.range_text()} on {cal.n_utterances} utterances "
+                  f"({cal.total_duration_s / 3600:.2f} h); saved in the model directory")
+
+
+@app.command()
+def extract(
+    wavs: Annotated[Path, typer.Argument(help="Folder of audio, a manifest, or a corpus.", show_default=False)],
+    out: Annotated[Path, typer.Argument(help="HDF5 file to write (OUT.h5).", show_default=False)],
+    period: PeriodOption = None,
+    lam: Annotated[Optional[float], typer.Option("--lambda", metavar="L", show_default=False,
+                                                 help="Use this lambda in [0, 2) instead of a period.")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="round(duration / period) frames per utterance.")] = False,
+    model: ModelOption = None,
+    layer: Annotated[str, typer.Option("--layer", help="last, all, or a layer number (0 = transformer input).")] = "last",
+    dtype: Annotated[str, typer.Option("--dtype", help="float16 or float32.")] = "float16",
+    device: DeviceOption = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a complete OUT.h5.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero if any file was skipped.")] = False,
+    layout: LayoutOption = None,
+    split: SplitOption = None,
+    id_from: Annotated[Optional[str], typer.Option("--id-from", help="stem (default) or relpath, for folders.")] = None,
+    batch_s: Annotated[float, typer.Option("--batch-seconds", min=1.0, help="Padded audio seconds per batch.")] = 160.0,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Audio-reading worker processes.")] = 2,
+    part_mb: Annotated[float, typer.Option("--part-mb", min=0.0, help="MB of features per crash-safe part file.")] = 64.0,
+    quiet: QuietOption = False,
+) -> None:
+    """Extract features at a frame period (or lambda) into HDF5; resumable, crash-safe, torchrun-aware."""
+    import os
+
+    from ofactl.extract import extract_features
+
+    if dtype not in ("float16", "float32"):
+        raise OfactlError(f"--dtype must be float16 or float32, found {dtype!r}")
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    bar, update = _progress(quiet or not main_rank, "extracting")
+    kwargs = dict(model=model, period=period, lam=lam, exact=exact, layer=layer, dtype=dtype, device=device,
+                  overwrite=overwrite, layout=layout, split=split, id_from=id_from, max_batch_s=batch_s,
+                  num_workers=workers, part_mb=part_mb)
+    if bar is not None:
+        with bar:
+            result = extract_features(wavs, out, progress=update, **kwargs)
+    else:
+        result = extract_features(wavs, out, **kwargs)
+    if not main_rank:
+        return
+    console = Console(stderr=True, soft_wrap=True)
+    target = f"target {FramePeriod(result.target_period_ms)}" if result.target_period_ms else f"lambda {result.lam:.4g}"
+    measured = f"{result.measured_period_ms:.1f}ms" if result.measured_period_ms else "-"
+    typer.echo(f"{result.out}: {result.n_utterances} utterances, {target}, measured {measured}"
+               + (f", lambda {result.lam:.4g}" if result.lam is not None and result.target_period_ms else "")
+               + f" ({result.audio_s / max(result.seconds, 1e-9):.0f} audio-s/s this run)")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if result.skipped:
+        console.print(f"[yellow]warning:[/] {len(result.skipped)} file(s) skipped (recorded in the `skipped` attribute):")
+        for s in result.skipped[:20]:
+            console.print(f"  {s.get('path', s.get('id'))}: {s.get('reason')}", highlight=False)
+        if strict:
+            raise typer.Exit(3)

@@ -1,0 +1,284 @@
+"""Dataset-level feature extraction to HDF5, and the calibration measurement.
+
+:func:`extract_features` reads a corpus (any layout ofactl knows, or a folder
+of audio), runs the model at one lambda (from a target period via the
+calibration, given directly, or solved per utterance for ``exact`` frame
+counts) and writes the HDF5 layout of :mod:`ofactl.features`: crash-safe
+parts, resumable, one shard per torchrun rank, merged at the end.  Bad files
+are recorded in the file attribute ``skipped`` and the rest goes on.
+
+:func:`measure_calibration` runs only the 20 ms part of the model (CNN and
+alpha module) over a corpus and builds the lambda <-> period table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ofactl.errors import OfactlError
+from ofactl.period import FramePeriod
+
+Progress = Callable[[int, int], None]
+
+
+def _corpus(data: str | Path, layout: str | None, split: str | None, id_from: str | None):
+    from ofactl.data.corpora import probe, read_corpus
+
+    options: dict[str, Any] = {}
+    if id_from is not None:
+        options["id_from"] = id_from
+    corpus = read_corpus(data, layout, split=split, **options)
+    return probe(corpus)
+
+
+def _batches(utts, max_batch_s: float, num_workers: int):
+    from ofactl.data.batching import AudioItem, make_loader
+
+    items = [AudioItem(u.id, u.path, u.offset_s, u.duration_s) for u in utts]
+    return make_loader(items, [u.duration_s for u in utts], max_batch_s=max_batch_s, num_workers=num_workers)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def measure_calibration(
+    model=None,
+    data: str | Path = "",
+    *,
+    split: str | None = None,
+    layout: str | None = None,
+    lam_max: float | None = None,
+    device: str | None = None,
+    max_batch_s: float = 160.0,
+    num_workers: int = 2,
+    chunk_s: float = 60.0,
+    progress: Progress | None = None,
+):
+    """Measure the dataset frame period over a lambda grid and save it in the model directory.
+
+    Args:
+        model: a model directory (None: resolved as for ``--model``) or a loaded ``OFAModel``.
+        data: the corpus; ``split`` picks one of its splits (default: all).
+        lam_max: the largest lambda to calibrate (default: the model's
+            training ``lambda_max``, else 2).
+
+    Returns:
+        the saved :class:`ofactl.calibrate.Calibration`.
+    """
+    from ofactl.calibrate import AlphaStats, alpha_stats, build_calibration
+    from ofactl.data.audio import AudioError, load_audio
+    from ofactl.inference import OFAModel, load_model
+
+    m = model if isinstance(model, OFAModel) else load_model(model, device=device)
+    corpus = _corpus(data, layout, split, None)
+    if not corpus.utterances:
+        raise OfactlError(f"{data}: no readable utterances to calibrate on", hint="run `ofactl data inspect` on it")
+    short = [u for u in corpus.utterances if u.duration_s <= chunk_s]
+    long = [u for u in corpus.utterances if u.duration_s > chunk_s]
+    stats: list[AlphaStats] = []
+    durations: list[float] = []
+    done, total = 0, len(corpus.utterances)
+    with torch.inference_mode():
+        if short:
+            for batch in _batches(short, max_batch_s, num_workers):
+                if batch.audio.shape[0]:
+                    _, frame_lengths, alpha = m.student.front(batch.audio.to(m.device), batch.lengths.to(m.device))
+                    stats.append(alpha_stats(alpha.float().cpu(), frame_lengths.cpu()))
+                    durations += (batch.lengths.double() / 16000).tolist()
+                done += len(batch.ids) + len(batch.errors)
+                if progress:
+                    progress(done, total)
+        for u in long:
+            try:
+                wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
+            except AudioError:
+                continue
+            _, alpha = m.front_long(wave, chunk_s=min(chunk_s, 30.0))
+            stats.append(alpha_stats(alpha.float().cpu()))
+            durations.append(wave.shape[0] / 16000)
+            done += 1
+            if progress:
+                progress(done, total)
+    if lam_max is None:
+        training = getattr(m.student, "checkpoint", None)
+        trained = getattr(training, "training", None) or {}
+        lam_max = trained.get("lambda_max") or 2.0
+        if trained.get("fixed_lambda") is not None:
+            lam_max = 2.0
+    cal = build_calibration(durations, AlphaStats.cat(stats), lam_max=max(float(lam_max), 1e-3),
+                            model_sha256=m.model_sha256, data=str(Path(data).resolve()), split=split)
+    cal.save(m.model_dir)
+    m.calibration = cal
+    return cal
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+@dataclass
+class ExtractResult:
+    """What :func:`extract_features` returns (on rank 0 after the merge)."""
+
+    out: Path
+    n_utterances: int
+    skipped: list[dict[str, str]]
+    lam: float | None
+    exact: bool
+    target_period_ms: float | None
+    measured_period_ms: float | None
+    seconds: float
+    audio_s: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def extract_features(
+    data: str | Path,
+    out: str | Path,
+    *,
+    model=None,
+    period: FramePeriod | str | None = None,
+    lam: float | None = None,
+    exact: bool = False,
+    layer: str | int = "last",
+    dtype: str = "float16",
+    device: str | None = None,
+    overwrite: bool = False,
+    layout: str | None = None,
+    split: str | None = None,
+    id_from: str | None = None,
+    max_batch_s: float = 160.0,
+    num_workers: int = 2,
+    chunk_s: float = 60.0,
+    part_mb: float = 64.0,
+    progress: Progress | None = None,
+) -> ExtractResult:
+    """Extract features of every utterance in ``data`` into ``out`` (HDF5).
+
+    Exactly one of ``period`` and ``lam``; ``exact=True`` needs ``period``.
+    Runs under torchrun too: each rank takes a disjoint shard and rank 0
+    merges.  Resumes an interrupted run with the same settings; ``part_mb``
+    is how many MB of features are buffered before a crash-safe part file is
+    written (what a kill can lose).
+    """
+    from ofactl import __version__
+    from ofactl import distributed as D
+    from ofactl.data.audio import AudioError, load_audio
+    from ofactl.features import FeatureWriter, Record, is_complete, merge, read_attrs, run_fingerprint
+    from ofactl.inference import OFAModel, load_model, parse_layer
+
+    t0 = time.time()
+    if (period is None) == (lam is None):
+        raise OfactlError("give exactly one of --period and --lambda")
+    if exact and period is None:
+        raise OfactlError("--exact needs --period (the frame period each utterance is cut to)")
+    p = FramePeriod.parse(period) if isinstance(period, str) else period
+    if p is not None and p.ms < 20.0:
+        raise OfactlError(f"{p} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
+    if lam is not None and not 0.0 <= lam < 2.0:
+        raise OfactlError(f"--lambda must lie in [0, 2), found {lam}")
+    env = D.setup(device)
+    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device)
+    if p is not None and not exact:
+        lam = m.lam_for(p)
+    which = parse_layer(layer, len(m.student.encoder.transformer.layers))
+    n_layers = len(m.student.encoder.transformer.layers)
+    corpus = _corpus(data, layout, split, id_from)
+    utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
+
+    attrs: dict[str, Any] = {
+        "target_period_ms": p.ms if p is not None else None,
+        "layer": which,
+        "model_sha256": m.model_sha256,
+        "data": str(Path(data).resolve()),
+        "split": split,
+        "ofactl_version": __version__,
+    }
+    if which == "all":
+        attrs["layers"] = list(range(n_layers + 1))
+    if exact:
+        attrs["exact"] = True
+    else:
+        attrs["lambda"] = float(lam)
+    if not overwrite and is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):
+        # the same command after a finished run (e.g. re-run after a kill that came too late): nothing to do
+        summary = read_attrs(out)
+        D.cleanup(env)
+        return ExtractResult(Path(out), int(summary.get("n_utterances", 0)), _skipped(out),
+                             None if exact else float(lam), exact, p.ms if p is not None else None,
+                             summary.get("measured_period_ms"), time.time() - t0, 0.0,
+                             [f"{out} was already complete with these settings: nothing done"])
+    writer = FeatureWriter(out, attrs, rank=env.rank, world_size=env.world_size, overwrite=overwrite, dtype=dtype,
+                           part_bytes=int(part_mb * 2**20))
+    if env.is_main:
+        for problem in corpus.problems:
+            key = problem.id or Path(problem.path).stem
+            if key not in writer.done_ids:
+                writer.skip(key, problem.path, f"{problem.reason}: {problem.detail}")
+    todo = [u for u in utts if u.id not in writer.done_ids]
+    exact_ms = p.ms if exact else None
+    done, total = len(utts) - len(todo), len(utts)
+    audio_s = 0.0
+    if progress:
+        progress(done, total)
+
+    short = [u for u in todo if u.duration_s <= chunk_s]
+    long = [u for u in todo if u.duration_s > chunk_s]
+    by_id = {u.id: u for u in todo}
+    with writer:
+        if short:
+            for batch in _batches(short, max_batch_s, num_workers):
+                for _, utt_id, err in batch.errors:
+                    writer.skip(utt_id, by_id[utt_id].path, f"{err.reason}: {err.detail}")
+                if batch.audio.shape[0]:
+                    encoded = m.encode_batch(batch.audio, batch.lengths, None if exact else lam, exact_ms, layer)
+                    writer.write([Record(i, e.features, e.frame_times_s, e.duration_s, e.lam)
+                                  for i, e in zip(batch.ids, encoded)])
+                    audio_s += float(batch.lengths.sum()) / 16000
+                done += len(batch.ids) + len(batch.errors)
+                if progress:
+                    progress(done, total)
+        for u in long:
+            try:
+                wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
+            except AudioError as err:
+                writer.skip(u.id, u.path, f"{err.reason}: {err.detail}")
+            else:
+                e = m.encode_long(wave, None if exact else lam, exact_ms, layer, chunk_s=min(chunk_s, 30.0))
+                writer.write([Record(u.id, e.features, e.frame_times_s, e.duration_s, e.lam)])
+                audio_s += e.duration_s
+            done += 1
+            if progress:
+                progress(done, total)
+        if env.distributed:
+            writer.flush()
+    summary: dict[str, Any] = {}
+    if env.distributed:
+        D.barrier(env)
+        if env.is_main:
+            summary = merge(out, fingerprint=writer.fingerprint)
+        D.barrier(env)
+    else:
+        summary = read_attrs(out)
+    skipped = _skipped(out) if env.is_main else []
+    measured = summary.get("measured_period_ms")
+    warnings = []
+    if env.is_main and p is not None and measured and abs(measured - p.ms) / p.ms > 0.05:
+        warnings.append(f"measured frame period {measured:.1f}ms differs from the target {p} by "
+                        f"{100 * (measured - p.ms) / p.ms:+.0f}%: calibrate on data like this, or use --exact")
+    D.cleanup(env)
+    return ExtractResult(Path(out), int(summary.get("n_utterances", 0)), skipped, None if exact else float(lam),
+                         exact, p.ms if p is not None else None, measured, time.time() - t0, audio_s, warnings)
+
+
+def _skipped(out: str | Path) -> list[dict[str, str]]:
+    import json
+
+    from ofactl.features import read_attrs
+
+    raw = read_attrs(out).get("skipped", "[]")
+    return json.loads(raw) if isinstance(raw, str) else list(raw)

@@ -1,0 +1,318 @@
+"""A trained OFA model at inference: choose a frame period, get features and frame times.
+
+:func:`load_model` returns an :class:`OFAModel`: the student in eval mode,
+its model directory, its calibration (when ``ofactl calibrate`` ran) and its
+weights' SHA-256.  :meth:`OFAModel.extract` turns one waveform into features
+at a target period (via the calibration), at a given lambda, or at an exact
+frame count (``exact=True``: ``round(duration / period)`` frames, lambda
+solved per utterance in closed form).  :meth:`OFAModel.encode_batch` does the
+same for a padded batch, and long audio is processed in bounded memory by
+:meth:`OFAModel.encode_long`.
+
+Frame times: CNN frame ``t`` covers samples ``[320 t, 320 t + 400)``, so its
+centre is at ``0.0125 + 0.02 t`` s; an output frame's time is its CIF weights'
+centre of mass, ``0.0125 + 0.02 * centers``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ofactl.cif import cif, modify_alpha
+from ofactl.errors import OfactlError
+from ofactl.layers import SAMPLE_RATE, MaskedGroupNorm, conv_output_lengths, run_encoder
+from ofactl.model import OFAStudent
+from ofactl.period import FramePeriod
+
+#: Layers: "last", "all", or an index into hidden_states (0 = transformer input).
+LayerSpec = str | int
+
+
+def parse_layer(layer: LayerSpec, num_layers: int) -> int | str:
+    """``"last"`` -> ``num_layers``; ``"all"`` stays; an int (or its text) in ``[0, num_layers]``."""
+    if layer == "last":
+        return num_layers
+    if layer == "all":
+        return "all"
+    try:
+        index = int(layer)
+    except (TypeError, ValueError):
+        raise OfactlError(f"--layer must be last, all or a layer number, found {layer!r}") from None
+    if not 0 <= index <= num_layers:
+        raise OfactlError(f"layer {index} does not exist", hint=f"this model has layers 0..{num_layers} (0 = input)")
+    return index
+
+
+def frame_times_s(centers: Tensor, hop_samples: int = 320, field_samples: int = 400) -> Tensor:
+    """Seconds of each output frame's centre of mass from CIF ``centers`` (20 ms frame indices)."""
+    return (centers.double() * hop_samples + field_samples / 2) / SAMPLE_RATE
+
+
+class Encoded(NamedTuple):
+    """Features of one utterance.
+
+    Attributes:
+        features: ``(N, D)``, or ``(L, N, D)`` for ``layer="all"``.
+        frame_times_s: ``(N,)`` seconds.
+        lam: the lambda used.
+        duration_s: seconds of audio.
+        n_frames_20ms: CNN frames (T).
+    """
+
+    features: Tensor
+    frame_times_s: Tensor
+    lam: float
+    duration_s: float
+    n_frames_20ms: int
+
+    @property
+    def measured_period_ms(self) -> float:
+        return 1000 * self.duration_s / max(self.features.shape[-2], 1)
+
+
+@dataclass
+class OFAModel:
+    """A loaded OFA model directory."""
+
+    student: OFAStudent
+    model_dir: Path
+    model_sha256: str
+    calibration: object | None  # ofactl.calibrate.Calibration
+    device: torch.device
+
+    # ------------------------------------------------------------------ choosing lambda
+
+    def lam_for(self, period: FramePeriod | str) -> float:
+        """Lambda for a target period from the calibration (error if there is none)."""
+        if isinstance(period, str):
+            period = FramePeriod.parse(period)
+        if period.ms < 20.0:
+            raise OfactlError(f"{period} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
+        if self.calibration is None:
+            raise OfactlError(f"{self.model_dir} is not calibrated, so a frame period has no lambda yet",
+                              hint=f"run `ofactl calibrate DATA --model {self.model_dir}` first, or pass --lambda")
+        return float(self.calibration.lam_for(period))
+
+    # ------------------------------------------------------------------ batches
+
+    @torch.inference_mode()
+    def encode_batch(
+        self,
+        audio: Tensor,
+        lengths: Tensor,
+        lam: float | Tensor | None = None,
+        exact_period_ms: float | None = None,
+        layer: LayerSpec = "last",
+    ) -> list[Encoded]:
+        """Features of a padded batch ``audio (batch, samples)``, ``lengths (batch,)``.
+
+        Exactly one of ``lam`` (a float or a ``(batch,)`` tensor) and
+        ``exact_period_ms`` (each utterance gets ``round(duration / period)``
+        frames) must be given.
+        """
+        from ofactl.calibrate import exact_target_frames, solve_exact_lambdas
+
+        student = self.student
+        audio = audio.to(self.device)
+        lengths = lengths.to(self.device)
+        features, frame_lengths, alpha = student.front(audio, lengths)
+        if exact_period_ms is not None:
+            targets = [exact_target_frames(float(n) / SAMPLE_RATE, exact_period_ms, int(t))
+                       for n, t in zip(lengths.tolist(), frame_lengths.tolist())]
+            lam_t = solve_exact_lambdas(alpha.float().cpu(), frame_lengths.cpu(), targets).to(self.device)
+        elif lam is not None:
+            lam_t = lam if isinstance(lam, Tensor) else torch.full((audio.shape[0],), float(lam))
+            lam_t = lam_t.to(self.device)
+        else:
+            raise ValueError("give lam or exact_period_ms")
+        out = student.back(features, frame_lengths, alpha, lam_t, predict=False)
+        which = parse_layer(layer, len(out.hidden_states) - 1)
+        times = frame_times_s(out.centers, student.hop_samples, student.feature_extractor.receptive_field_samples)
+        results = []
+        for b in range(audio.shape[0]):
+            n = int(out.lengths[b])
+            if which == "all":
+                feats = torch.stack([h[b, :n] for h in out.hidden_states])
+            else:
+                feats = out.hidden_states[which][b, :n]
+            results.append(Encoded(feats.float().cpu(), times[b, :n].cpu(), float(lam_t[b]),
+                                   float(lengths[b]) / SAMPLE_RATE, int(frame_lengths[b])))
+        return results
+
+    # ------------------------------------------------------------------ long audio
+
+    @torch.inference_mode()
+    def encode_long(
+        self,
+        wave: Tensor,
+        lam: float | None = None,
+        exact_period_ms: float | None = None,
+        layer: LayerSpec = "last",
+        chunk_s: float = 30.0,
+        context_s: float = 5.0,
+    ) -> Encoded:
+        """Features of one long waveform ``(samples,)`` in bounded memory.
+
+        The CNN runs in chunks of ``chunk_s`` seconds aligned to the 20 ms grid,
+        with its first-layer normalisation statistics taken over the whole file
+        in a first pass, so the 20 ms features and alpha equal an unchunked run;
+        modify_alpha and CIF run on the whole utterance (same frame count); the
+        transformer runs on windows of about ``chunk_s`` seconds of output frames
+        with ``context_s`` seconds of context on each side (attention beyond
+        that is cut: close to, not equal to, an unchunked run).
+        """
+        from ofactl.calibrate import exact_target_frames, solve_exact_lambda
+
+        student = self.student
+        fe = student.feature_extractor
+        hop, field = fe.hop_samples, fe.receptive_field_samples
+        wave = wave.to(self.device).float()
+        n_samples = wave.shape[0]
+        t_total = int(conv_output_lengths(torch.tensor([n_samples]), fe.conv_spec)[0])
+        duration_s = n_samples / SAMPLE_RATE
+        chunk_frames = max(1, int(chunk_s * SAMPLE_RATE / hop))
+        if t_total == 0:
+            raise OfactlError(f"audio of {duration_s:.3f} s is shorter than one frame ({field} samples)")
+
+        features, alpha = self.front_long(wave, chunk_s)
+        frame_lengths = torch.tensor([t_total], device=self.device)
+
+        if exact_period_ms is not None:
+            target = exact_target_frames(duration_s, exact_period_ms, t_total)
+            lam = solve_exact_lambda(alpha[0].float().cpu(), target)
+        if lam is None:
+            raise ValueError("give lam or exact_period_ms")
+        alpha_mod = modify_alpha(alpha, float(lam), frame_lengths)
+        pooled = cif(features, alpha_mod, frame_lengths)
+        n_out = int(pooled.lengths[0])
+        ratio = n_out / t_total
+        window = max(1, int(round(chunk_frames * ratio)))
+        context = max(1, int(round(context_s * SAMPLE_RATE / hop * ratio)))
+        which = parse_layer(layer, len(student.encoder.transformer.layers))
+        pieces: list[list[Tensor]] = []
+        for s in range(0, n_out, window):
+            a, e = max(0, s - context), min(n_out, s + window + context)
+            hidden = run_encoder(student.encoder, pooled.out[:, a:e], torch.tensor([e - a], device=self.device))
+            keep = slice(s - a, s - a + min(window, n_out - s))
+            pieces.append([h[0, keep] for h in hidden] if which == "all" else [hidden[which][0, keep]])
+        layers = [torch.cat([p[i] for p in pieces]) for i in range(len(pieces[0]))] if pieces else []
+        out = torch.stack(layers) if which == "all" else (layers[0] if layers else features.new_zeros(0, 0))
+        times = frame_times_s(pooled.centers[0], hop, field)
+        return Encoded(out.float().cpu(), times.cpu(), float(lam), duration_s, t_total)
+
+    @torch.inference_mode()
+    def front_long(self, wave: Tensor, chunk_s: float = 30.0) -> tuple[Tensor, Tensor]:
+        """CNN features ``(1, T, C)`` and alpha ``(1, T)`` of a long waveform, in chunks, equal to one pass."""
+        fe = self.student.feature_extractor
+        hop, field = fe.hop_samples, fe.receptive_field_samples
+        wave = wave.to(self.device).float()
+        t_total = int(conv_output_lengths(torch.tensor([wave.shape[0]]), fe.conv_spec)[0])
+        if t_total == 0:
+            raise OfactlError(f"audio of {wave.shape[0] / SAMPLE_RATE:.3f} s is shorter than one frame ({field} samples)")
+        chunk_frames = max(1, int(chunk_s * SAMPLE_RATE / hop))
+        stats = self._first_layer_stats(wave, chunk_frames)
+        feats = []
+        for f0 in range(0, t_total, chunk_frames):
+            f1 = min(t_total, f0 + chunk_frames)
+            x, _ = fe(wave[f0 * hop : (f1 - 1) * hop + field][None], None, first_stats=stats)
+            feats.append(x[0])
+        features = torch.cat(feats)[None]
+        return features, self._alpha_windows(features, chunk_frames)
+
+    def _first_layer_stats(self, wave: Tensor, chunk_frames: int) -> tuple[Tensor, Tensor] | None:
+        """Whole-file mean/var of the first conv layer's output (for its GroupNorm), streamed in chunks."""
+        fe = self.student.feature_extractor
+        block = fe.conv_layers[0]
+        if not isinstance(block.layer_norm, MaskedGroupNorm):
+            return None
+        kernel, stride = block.kernel_size, block.stride
+        n0 = (wave.shape[0] - kernel) // stride + 1
+        step = max(1, chunk_frames * fe.hop_samples // stride)
+        total = torch.zeros(block.conv.out_channels, dtype=torch.float64, device=wave.device)
+        total_sq = torch.zeros_like(total)
+        for j0 in range(0, n0, step):
+            j1 = min(n0, j0 + step)
+            y = block.conv(wave[j0 * stride : (j1 - 1) * stride + kernel][None, None]).double()[0]
+            total += y.sum(-1)
+            total_sq += (y * y).sum(-1)
+        mean = total / n0
+        var = (total_sq / n0 - mean * mean).clamp(min=0.0)
+        return mean[None].float(), var[None].float()
+
+    def _alpha_windows(self, features: Tensor, window: int) -> Tensor:
+        """The alpha module over windows with enough context that the result equals one pass."""
+        module = self.student.alpha_module
+        context = module.conv.kernel_size[0] // 2
+        t_total = features.shape[1]
+        parts = []
+        for s in range(0, t_total, window):
+            a, e = max(0, s - context), min(t_total, s + window + context)
+            alpha = module(features[:, a:e], torch.tensor([e - a], device=features.device))
+            parts.append(alpha[:, s - a : s - a + min(window, t_total - s)])
+        return torch.cat(parts, dim=1)
+
+    # ------------------------------------------------------------------ one waveform
+
+    def extract(
+        self,
+        waveform: Tensor,
+        sample_rate: int = SAMPLE_RATE,
+        period: FramePeriod | str | None = None,
+        lam: float | None = None,
+        exact: bool = False,
+        layer: LayerSpec = "last",
+        chunk_s: float = 60.0,
+    ) -> Encoded:
+        """Features of one waveform (``(samples,)`` or ``(channels, samples)``) at a period or lambda.
+
+        ``period`` uses the calibration; ``lam`` sets lambda directly; with
+        ``exact=True`` the utterance gets ``round(duration / period)`` frames.
+        Audio longer than ``chunk_s`` seconds goes through :meth:`encode_long`.
+        """
+        from ofactl.data.audio import resample
+
+        if (period is None) == (lam is None):
+            raise OfactlError("give exactly one of period and lam")
+        if exact and period is None:
+            raise OfactlError("exact=True needs a period")
+        wave = torch.as_tensor(waveform, dtype=torch.float32)
+        if wave.ndim == 2:
+            wave = wave.mean(0)
+        if wave.ndim != 1:
+            raise OfactlError(f"expected a waveform of shape (samples,) or (channels, samples), found {tuple(wave.shape)}")
+        if sample_rate != SAMPLE_RATE:
+            wave = resample(wave, sample_rate, SAMPLE_RATE)
+        p = FramePeriod.parse(period) if isinstance(period, str) else period
+        exact_ms = p.ms if exact else None
+        if not exact and p is not None:
+            lam = self.lam_for(p)
+        if wave.shape[0] > chunk_s * SAMPLE_RATE:
+            return self.encode_long(wave, lam, exact_ms, layer, chunk_s=min(chunk_s, 30.0))
+        lengths = torch.tensor([wave.shape[0]])
+        return self.encode_batch(wave[None], lengths, lam, exact_ms, layer)[0]
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device | None = "cpu") -> OFAModel:
+    """Load an OFA model directory (``path``; None resolves ``OFACTL_MODEL`` / ``ofactl.toml``)."""
+    from ofactl.calibrate import Calibration
+    from ofactl.checkpoint import load_model as load_student, model_sha256
+    from ofactl.distributed import resolve_device
+    from ofactl.workspace import resolve_model
+
+    model_dir = resolve_model(str(path) if path is not None else None)
+    dev = resolve_device(str(device) if device is not None else None)
+    student = load_student(model_dir, device=dev).eval()
+    sha = model_sha256(model_dir)
+    calibration = None
+    if (model_dir / "calibration.json").exists():
+        calibration = Calibration.load(model_dir)
+        calibration.check(sha)
+    return OFAModel(student, model_dir, sha, calibration, dev)
+
+
+__all__ = ["Encoded", "OFAModel", "frame_times_s", "load_model", "parse_layer"]

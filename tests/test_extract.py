@@ -1,0 +1,307 @@
+"""Calibrate and extract: target periods, exact counts, long audio, crashes, bad input, torchrun shards, Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import ofactl
+from ofactl.calibrate import Calibration, exact_target_frames
+from ofactl.checkpoint import save_model
+from ofactl.errors import OfactlError
+from ofactl.extract import extract_features, measure_calibration
+from ofactl.features import read, read_attrs
+from ofactl.inference import OFAModel, load_model
+from ofactl.model import OFAStudent, StudentConfig
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from ofactl.data.synth import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("synth")
+    synthesize_corpus(out, speakers=4, utterances=36, seed=2)
+    return out / "LibriSpeech"
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    """A tiny model pretrained briefly on the synthetic corpus, calibrated on its train split."""
+    from ofactl.train import load_pretrain_config, pretrain
+
+    root = tmp_path_factory.mktemp("model")
+    cfg = root / "c.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        out: {root / 'm'}
+        student: tiny
+        teacher: tiny-random
+        steps: 15
+        save_every: 15
+        data: {{path: {corpus}, crop_s: 2.0, max_batch_s: 12.0, num_workers: 0}}
+    """))
+    cwd = os.getcwd()
+    os.chdir(root)  # pretrain records the workspace default in ./ofactl.toml
+    try:
+        pretrain(load_pretrain_config(cfg), progress=False)
+    finally:
+        os.chdir(cwd)
+    measure_calibration(root / "m", corpus, split="train-clean-100", num_workers=0)
+    return root / "m"
+
+
+def held_out(corpus: Path, tmp_path: Path) -> Path:
+    """The dev and test utterances (not used for calibration) as a folder of audio."""
+    out = tmp_path / "held_out"
+    for split in ("dev-clean", "test-clean"):
+        for f in (corpus / split).rglob("*.flac"):
+            (out / f.name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, out / f.name)
+    return out
+
+
+def contents(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {i: (f, t) for i, f, t in read(path)}
+
+
+# ----------------------------------------------------------------------------- periods
+
+
+def test_calibrated_90ms_lands_within_10_percent_on_held_out_utterances(trained, corpus, tmp_path):
+    cal = Calibration.load(trained)
+    assert cal.min_period_ms < 25 and cal.max_period_ms > 500
+    wavs = held_out(corpus, tmp_path)
+    result = extract_features(wavs, tmp_path / "f90.h5", model=trained, period="90ms", num_workers=0)
+    assert result.n_utterances == len(list(wavs.iterdir()))
+    assert abs(result.measured_period_ms - 90) / 90 < 0.10, result.measured_period_ms
+    attrs = read_attrs(tmp_path / "f90.h5")
+    assert attrs["target_period_ms"] == 90 and attrs["lambda"] == pytest.approx(cal.lam_for(90.0))
+    assert attrs["model_sha256"] == load_model(trained).model_sha256
+    for key in ("measured_period_ms", "layer", "ofactl_version", "created_at"):
+        assert key in attrs
+    with h5py.File(tmp_path / "f90.h5") as f:
+        g = f[sorted(f.keys())[0]]
+        assert g["features"].dtype == np.float16 and g["features"].shape[1] == 64
+        assert g["frame_times_s"].shape == (g["features"].shape[0],)
+        assert {"duration_s", "lambda"} <= set(g.attrs)
+
+
+def test_exact_gives_the_promised_counts(trained, corpus, tmp_path):
+    wavs = held_out(corpus, tmp_path)
+    for period in (40.0, 160.0):
+        out = tmp_path / f"exact{period:g}.h5"
+        extract_features(wavs, out, model=trained, period=f"{period:g}ms", exact=True, num_workers=0)
+        assert read_attrs(out)["exact"]
+        with h5py.File(out) as f:
+            for utt in f:
+                duration = float(f[utt].attrs["duration_s"])
+                t = int(np.floor((duration * 16000 - 400) / 320) + 1)
+                assert f[utt]["features"].shape[0] == exact_target_frames(duration, period, t)
+
+
+def test_frame_times_are_increasing_and_inside_the_audio(trained, corpus, tmp_path):
+    out = tmp_path / "t.h5"
+    extract_features(held_out(corpus, tmp_path), out, model=trained, lam=1.0, num_workers=0)
+    with h5py.File(out) as f:
+        for utt in f:
+            times = f[utt]["frame_times_s"][:]
+            assert np.all(np.diff(times) > 0)
+            assert times[0] >= 0.0125 - 1e-9 and times[-1] <= f[utt].attrs["duration_s"]
+
+
+def test_period_errors_name_the_range(trained, corpus, tmp_path):
+    with pytest.raises(OfactlError, match="below 20ms"):
+        extract_features(corpus, tmp_path / "x.h5", model=trained, period="10ms")
+    with pytest.raises(OfactlError, match="calibrated range"):
+        extract_features(corpus, tmp_path / "x.h5", model=trained, period="30s")
+    untrained = tmp_path / "raw"
+    save_model(untrained, OFAStudent(StudentConfig.preset("tiny")))
+    with pytest.raises(OfactlError, match="calibrate"):
+        extract_features(corpus, tmp_path / "x.h5", model=untrained, period="90ms")
+
+
+# ----------------------------------------------------------------------------- long audio
+
+
+def test_long_audio_in_chunks_matches_one_pass():
+    torch.manual_seed(0)
+    m = OFAModel(OFAStudent(StudentConfig.preset("tiny")).eval(), Path("."), "x", None, torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    wave = torch.randn(60 * 16000, generator=g) * 0.1 + torch.sin(torch.arange(60 * 16000) / 40.0) * 0.3
+    feats, frames, alpha = m.student.front(wave[None], None)
+    feats_c, alpha_c = m.front_long(wave, chunk_s=7.3)
+    torch.testing.assert_close(feats_c, feats, rtol=1e-4, atol=1e-4)  # the 20 ms part is exact
+    torch.testing.assert_close(alpha_c, alpha, rtol=1e-4, atol=1e-5)
+    for lam in (0.0, 1.0, 1.7):
+        one = m.encode_batch(wave[None], torch.tensor([wave.shape[0]]), lam)[0]
+        chunked = m.encode_long(wave, lam, chunk_s=7.3, context_s=2.0)
+        assert chunked.features.shape == one.features.shape
+        torch.testing.assert_close(chunked.frame_times_s, one.frame_times_s, rtol=0, atol=1e-4)
+        rel = (chunked.features - one.features).norm() / one.features.norm()
+        assert rel < 0.05, float(rel)
+    exact_one = m.encode_batch(wave[None], torch.tensor([wave.shape[0]]), None, exact_period_ms=90.0)[0]
+    exact_chunked = m.encode_long(wave, None, exact_period_ms=90.0, chunk_s=7.3)
+    assert exact_one.features.shape[0] == exact_chunked.features.shape[0] == round(60_000 / 90)
+
+
+def test_long_files_go_through_the_chunked_path(tmp_path):
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = tmp_path / "w"
+    wavs.mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(wavs / "long.wav", (0.1 * rng.standard_normal(16000 * 25)).astype(np.float32), 16000)
+    sf.write(wavs / "short.wav", (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32), 16000)
+    res = extract_features(wavs, tmp_path / "o.h5", model=model_dir, lam=0.0, chunk_s=10.0, num_workers=0)
+    got = contents(tmp_path / "o.h5")
+    assert res.n_utterances == 2
+    assert got["long"][0].shape[0] == (16000 * 25 - 400) // 320 + 1  # lam = 0 keeps every 20 ms frame
+
+
+# ----------------------------------------------------------------------------- robustness
+
+
+def make_messy(tmp_path: Path) -> Path:
+    wavs = tmp_path / "messy"
+    wavs.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        sf.write(wavs / f"ok{i}.wav", (0.1 * rng.standard_normal(8000 + 4000 * i)).astype(np.float32), 16000)
+    sf.write(wavs / "stereo8k.wav", (0.1 * rng.standard_normal((12000, 2))).astype(np.float32), 8000)
+    (wavs / "empty.wav").write_bytes(b"")
+    (wavs / "notes.wav").write_text("not audio at all\n")
+    (wavs / "garbage.flac").write_bytes(os.urandom(3000))
+    sf.write(wavs / "nan.wav", np.array([0.1, np.nan] * 4000, dtype=np.float32), 16000, subtype="FLOAT")
+    return wavs
+
+
+def test_bad_files_are_skipped_and_recorded(tmp_path):
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = make_messy(tmp_path)
+    res = extract_features(wavs, tmp_path / "o.h5", model=model_dir, lam=1.0, num_workers=1)
+    assert res.n_utterances == 7
+    skipped = {s["id"]: s["reason"] for s in res.skipped}
+    assert set(skipped) == {"empty", "notes", "garbage", "nan"}
+    assert skipped["notes"].startswith("not_audio") and skipped["nan"].startswith("non_finite")
+    attrs = read_attrs(tmp_path / "o.h5")
+    assert {s["id"] for s in attrs["skipped"]} == set(skipped)
+    # the CLI: exit 0 with a warning, non-zero with --strict, never a traceback
+    env = {**os.environ, "OFACTL_MODEL": str(model_dir)}
+    ok = subprocess.run([sys.executable, "-m", "ofactl", "extract", "--lambda", "1.0", str(wavs),
+                         str(tmp_path / "c.h5"), "--quiet", "--workers", "0"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "4 file(s) skipped" in ok.stderr and "Traceback" not in ok.stderr
+    strict = subprocess.run([sys.executable, "-m", "ofactl", "extract", "--lambda", "1.0", str(wavs),
+                             str(tmp_path / "s.h5"), "--quiet", "--strict", "--workers", "0"],
+                            capture_output=True, text=True, env=env)
+    assert strict.returncode != 0 and "Traceback" not in strict.stderr
+
+
+def test_kill9_then_rerun_gives_the_same_file(tmp_path):
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = tmp_path / "w"
+    wavs.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(120):
+        sf.write(wavs / f"u{i:03d}.wav", (0.1 * rng.standard_normal(16000 + 400 * i)).astype(np.float32), 16000)
+    ref = tmp_path / "ref.h5"
+    extract_features(wavs, ref, model=model_dir, lam=1.2, max_batch_s=4.0, num_workers=0, part_mb=0)
+    want = contents(ref)
+
+    out = tmp_path / "out.h5"
+    parts = tmp_path / "out.h5.parts"
+    cmd = [sys.executable, "-m", "ofactl", "extract", "--lambda", "1.2", str(wavs), str(out), "--model",
+           str(model_dir), "--batch-seconds", "4", "--part-mb", "0", "--workers", "0", "--quiet"]
+    rng_kill = random.Random(1)
+    kills = 0
+    for attempt in range(4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        before = len(list(parts.rglob("*.h5"))) if parts.exists() else 0
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline:  # wait until this run wrote parts of its own
+            if parts.exists() and len(list(parts.rglob("*.h5"))) > before + attempt:
+                break
+            time.sleep(0.02)
+        time.sleep(rng_kill.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+        if out.exists():  # a file that exists is always complete
+            assert read_attrs(out)["complete"]
+            break
+    assert kills >= 2, "the runs finished before they could be killed"
+    final = subprocess.run(cmd, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    got = contents(out)
+    assert sorted(got) == sorted(want)
+    for utt in want:
+        np.testing.assert_array_equal(got[utt][0], want[utt][0])
+        np.testing.assert_array_equal(got[utt][1], want[utt][1])
+    again = subprocess.run(cmd, capture_output=True, text=True)  # the same command once more: nothing to do
+    assert again.returncode == 0 and "already complete" in again.stderr
+
+
+def test_torchrun_shards_equal_one_process(tmp_path):
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = tmp_path / "w"
+    wavs.mkdir()
+    rng = np.random.default_rng(6)
+    for i in range(9):
+        sf.write(wavs / f"u{i}.wav", (0.1 * rng.standard_normal(12000 + 1600 * i)).astype(np.float32), 16000)
+    (wavs / "bad.wav").write_text("text")
+    one = tmp_path / "one.h5"
+    extract_features(wavs, one, model=model_dir, lam=0.7, num_workers=0)
+    two = tmp_path / "two.h5"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(30500 + os.getpid() % 1000), "-m", "ofactl", "extract",
+                           "--lambda", "0.7", str(wavs), str(two), "--model", str(model_dir), "--quiet",
+                           "--workers", "0"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = contents(one), contents(two)
+    assert sorted(a) == sorted(b) and len(a) == 9
+    for utt in a:
+        np.testing.assert_allclose(a[utt][0].astype(np.float32), b[utt][0].astype(np.float32), atol=2e-3)
+    assert read_attrs(two)["skipped"][0]["id"] == "bad"
+    assert read_attrs(two)["measured_period_ms"] == pytest.approx(read_attrs(one)["measured_period_ms"])
+
+
+# ----------------------------------------------------------------------------- Python API
+
+
+def test_python_api(trained, corpus):
+    model = ofactl.load_model(trained)
+    wav = next(corpus.rglob("*.flac"))
+    wave, sr = sf.read(wav, dtype="float32")
+    at_90 = model.extract(torch.from_numpy(wave), sr, period="90ms")
+    at_lam = model.extract(torch.from_numpy(wave), sr, lam=at_90.lam)
+    assert torch.equal(at_90.features, at_lam.features)
+    assert at_90.features.shape[0] == at_90.frame_times_s.shape[0]
+    exact = model.extract(torch.from_numpy(wave), sr, period="200ms", exact=True)
+    assert exact.features.shape[0] == max(1, round(len(wave) / sr / 0.2))
+    # resampled input: 8 kHz stereo gives about the same number of frames
+    import torchaudio.functional as AF
+
+    wave8 = AF.resample(torch.from_numpy(wave), 16000, 8000)
+    stereo = torch.stack([wave8, wave8])
+    low = model.extract(stereo, 8000, lam=0.0)
+    assert abs(low.features.shape[0] - model.extract(torch.from_numpy(wave), sr, lam=0.0).features.shape[0]) <= 1
+    all_layers = model.extract(torch.from_numpy(wave), sr, lam=1.0, layer="all")
+    assert all_layers.features.shape[0] == 3  # transformer input + 2 layers
