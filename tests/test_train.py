@@ -34,6 +34,19 @@ def corpus(tmp_path_factory):
     return out / "LibriSpeech"
 
 
+@pytest.fixture(scope="module")
+def segments(corpus, tmp_path_factory):
+    """HuBERT-code guidance segments from the tiny random teacher (smoothing suited to its features)."""
+    from ofactl.data.corpora import probe, read_corpus
+    from ofactl.segments import compute_segments
+
+    table = compute_segments(probe(read_corpus(corpus)).utterances, "tiny-random", n_clusters=20, smoothing=2.0,
+                             num_workers=0)
+    path = tmp_path_factory.mktemp("seg") / "segments.tsv"
+    table.save(path)
+    return path
+
+
 def write_config(path: Path, corpus: Path, out: Path, **extra) -> Path:
     lines = [f"out: {out}", "student: tiny", "teacher: tiny-random", "seed: 3",
              "data:", f"  path: {corpus}", "  crop_s: 2.0", "  max_batch_s: 12.0", "  max_batch_size: 6",
@@ -96,20 +109,31 @@ def test_lr_schedule_warms_up_then_decays():
 # ----------------------------------------------------------------------------- training runs
 
 
-def test_pretraining_lowers_the_loss_and_writes_a_model(corpus, tmp_path, monkeypatch):
+def test_pretraining_lowers_the_losses_and_writes_a_model(corpus, segments, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = load_pretrain_config(write_config(tmp_path / "c.yaml", corpus, tmp_path / "m", steps=40, save_every=20))
+    cfg = load_pretrain_config(write_config(tmp_path / "c.yaml", corpus, tmp_path / "m", steps=50, save_every=25,
+                                            segments=segments))
     result = pretrain(cfg, progress=False)
-    assert result.finished and result.step == 40
+    assert result.finished and result.step == 50
     rows = read_log(tmp_path / "m" / "train_log.csv")
-    assert [int(r["step"]) for r in rows] == list(range(1, 41))
-    first = sum(float(r["distill"]) for r in rows[:8]) / 8
-    last = sum(float(r["distill"]) for r in rows[-8:]) / 8
-    assert last < 0.9 * first, (first, last)
+    assert [int(r["step"]) for r in rows] == list(range(1, 51))
+
+    def mean(key, part):
+        return sum(float(r[key]) for r in part) / len(part)
+
+    assert mean("distill", rows[-10:]) < 0.9 * mean("distill", rows[:10])
+    guidance = [float(r["guidance_seg"]) + float(r["guidance_frame"]) for r in rows]
+    assert sum(guidance[-10:]) < 0.9 * sum(guidance[:10])
+    assert all(float(r["guidance_seg"]) > 0 for r in rows)
+    # the measured frame period follows lambda: 20 ms at lambda ~ 0, longer as lambda grows
+    by_lam = sorted((float(r["lambda"]), float(r["measured_period_ms"])) for r in rows)
+    low = [p for lam, p in by_lam if lam < 0.3]
+    high = [p for lam, p in by_lam if lam > 1.5]
+    assert max(low) < 35 and min(high) > 2 * max(low)
     from ofactl.checkpoint import load_model, read_checkpoint
 
     ckpt = read_checkpoint(tmp_path / "m")
-    assert ckpt.training["step"] == 40 and ckpt.training["finished"]
+    assert ckpt.training["step"] == 50 and ckpt.training["finished"]
     model = load_model(tmp_path / "m")
     assert state_dict_digest(model.state_dict()) == result.weights_sha256
     from ofactl.workspace import resolve_model

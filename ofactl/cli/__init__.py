@@ -9,6 +9,7 @@ from ofactl.cli.options import DeviceOption, JsonOption, ModelOption, PeriodOpti
 from ofactl.cli import info as _info  # noqa: F401  (registers `ofactl info`)
 from ofactl.cli import data as _data  # noqa: F401  (registers `ofactl data ...`)
 from ofactl.cli import pretrain as _pretrain  # noqa: F401  (registers `ofactl pretrain`)
+from ofactl.cli import segment as _segment  # noqa: F401  (registers `ofactl segment`)
 from ofactl.cli import extract as _extract  # noqa: F401  (registers `ofactl calibrate`, `ofactl extract`)
 
 __all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]
