@@ -1,0 +1,87 @@
+"""The results table: schema, concurrent appends without lost or torn rows, supersede on read, bad rows."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import time
+
+import pytest
+
+from ofactl.errors import OfactlError
+from ofactl.results import COLUMNS, ResultRow, append_rows, read_results
+
+
+def row(**kw) -> ResultRow:
+    base = dict(model="m", task="ks", metric="accuracy", value=0.9, higher_is_better=True, lam=1.0,
+                target_period_ms=90.0, measured_period_ms=91.2, n_utterances=10)
+    base.update(kw)
+    return ResultRow(**base)
+
+
+def test_round_trip_and_columns(tmp_path):
+    path = tmp_path / "r.csv"
+    append_rows(path, [row(), row(task="pr", metric="per", value=0.3, higher_is_better=False, note="a, b\nc")])
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == COLUMNS
+    df = read_results(path)
+    assert len(df) == 2 and set(df["task"]) == {"ks", "pr"}
+    pr = df[df["task"] == "pr"].iloc[0]
+    assert pr["value"] == 0.3 and not pr["higher_is_better"] and pr["note"] == "a, b c"
+    assert df["lambda"].tolist() == [1.0, 1.0]
+
+
+def test_infeasible_rows_keep_nan(tmp_path):
+    path = tmp_path / "r.csv"
+    append_rows(path, [row(task="pr", metric="per", value=math.nan, status="infeasible",
+                           note="3 frames for 12 labels", higher_is_better=False)])
+    df = read_results(path)
+    assert df.iloc[0]["status"] == "infeasible" and math.isnan(df.iloc[0]["value"])
+
+
+def test_rerun_supersedes_older_row(tmp_path):
+    path = tmp_path / "r.csv"
+    append_rows(path, [row(value=0.5)])
+    time.sleep(0.01)
+    append_rows(path, [row(value=0.7), row(seed=1, value=0.6)])
+    df = read_results(path)
+    assert sorted(df["value"].tolist()) == [0.6, 0.7]
+    assert len(read_results(path, supersede=False)) == 3
+
+
+def _writer(args):
+    path, worker, n = args
+    for i in range(n):
+        append_rows(path, [row(model=f"w{worker}", seed=i, note="x" * 200)])
+
+
+def test_eight_concurrent_writers_lose_and_tear_nothing(tmp_path):
+    path = tmp_path / "r.csv"
+    with mp.get_context("spawn").Pool(8) as pool:
+        pool.map(_writer, [(str(path), w, 40) for w in range(8)])
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 + 8 * 40
+    assert all(len(line.split(",")) == len(COLUMNS) for line in lines)
+    df = read_results(path)
+    assert len(df) == 320 and sorted(df.groupby("model").size().tolist()) == [40] * 8
+
+
+def test_bad_rows_are_skipped_with_a_warning_and_bad_files_are_one_line(tmp_path):
+    path = tmp_path / "r.csv"
+    append_rows(path, [row()])
+    with open(path, "a") as f:
+        f.write("m,,ks,test,1.0,90,91,accuracy,notanumber,true,ok,,0,1,,,,2026,0.1,1\n")
+        f.write("m,,ks,test,1.0,90,91,accuracy,0.5,true,weird,,0,1,,,,2026,0.1,1\n")
+        f.write("torn,line\n")
+    warnings = []
+    df = read_results(path, warn=warnings.append)
+    assert len(df) == 1 and warnings and "malformed" in warnings[0]
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(OfactlError, match="missing column"):
+        read_results(tmp_path / "bad.csv")
+    newer = tmp_path / "new.csv"
+    append_rows(newer, [row(schema_version=99)])
+    with pytest.raises(OfactlError, match="newer ofactl"):
+        read_results(newer)
+    with pytest.raises(OfactlError, match="not found"):
+        read_results(tmp_path / "none.csv")
