@@ -356,7 +356,7 @@ class Calibration:
 
     def save(self, model_dir: str | os.PathLike[str]) -> Path:
         """Write ``calibration.json`` into the model directory, atomically; returns its path."""
-        from ofactl.checkpoint import _atomic_write
+        from ofactl.atomic import atomic_write as _atomic_write
 
         directory = Path(model_dir)
         if directory.is_file():

@@ -33,7 +33,6 @@ import pickle
 import platform
 import re
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ofactl import __version__
+from ofactl.atomic import atomic_write as _atomic_write
 from ofactl.errors import OfactlError
 
 if TYPE_CHECKING:
@@ -541,42 +541,6 @@ def _to_yaml(config: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(_jsonable(config), sort_keys=False, default_flow_style=None)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(binary_file)`` on a temporary file, fsync, and move it to ``path``."""
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise OfactlError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except OSError as err:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise OfactlError(f"cannot write {path}: {err.strerror or err}") from None
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable (best effort; not all platforms allow it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _first_line(err: BaseException, limit: int = 200) -> str:

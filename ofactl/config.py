@@ -129,20 +129,10 @@ def to_plain(obj: Any) -> Any:
 
 def save_yaml(obj: Any, path: str | Path) -> None:
     """Write ``to_plain(obj)`` as YAML atomically."""
-    import os
-    import tempfile
-
     import yaml
+
+    from ofactl.atomic import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(to_plain(obj), f, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, yaml.safe_dump(to_plain(obj), sort_keys=False))

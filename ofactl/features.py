@@ -71,6 +71,7 @@ import h5py
 import numpy as np
 
 from ofactl import __version__
+from ofactl.atomic import atomic_write_text as _atomic_write_text, fsync_dir as _fsync_dir, fsync_file as _fsync_file
 from ofactl.errors import OfactlError
 
 __all__ = [
@@ -159,40 +160,6 @@ def _part_files(run_dir: Path) -> list[tuple[int, int, Path]]:
 
 def _stage(name: str) -> None:
     """Marks the crash windows of a merge; a no-op (tests replace it to crash there)."""
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 def _discard(directory: Path) -> None:

@@ -17,7 +17,7 @@ One model serves every frame period: ``lam = 0`` keeps every 20 ms frame,
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ofactl.atomic import atomic_write
 from ofactl.config import from_dict, save_yaml, to_plain
 from ofactl.errors import OfactlError
 
@@ -181,20 +182,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class _StopRequest:
@@ -380,7 +367,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             state = {"model": student.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
                      "batch_in_epoch": batch_in_epoch, "rng": rngs, "config": to_plain(cfg)}
-            _atomic_torch_save(state, state_path)
+            atomic_write(state_path, lambda f: torch.save(state, f))
             save_model(out, student, training=training_state())
         D.barrier(env)
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ofactl.atomic import atomic_write_text as _atomic_write_text
 from ofactl.errors import OfactlError
 
 __all__ = [
@@ -414,24 +414,3 @@ def _render(doc: dict[str, Any], new_file: bool = False) -> str:
     return "".join(out)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory."""
-    directory = path.parent
-    try:
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise OfactlError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except OSError as err:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise OfactlError(f"cannot write {path}: {err.strerror or err}") from None
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
