@@ -41,6 +41,10 @@ def calibrate(
     console.print(render_table(cal))
     console.print(f"calibrated range {cal.range_text()} on {cal.n_utterances} utterances "
                   f"({cal.total_duration_s / 3600:.2f} h); saved in the model directory")
+    if cal.max_interp_error is not None and cal.max_interp_error > 0.02:
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] with {cal.n_utterances} utterances the period moves in steps: interpolating the "
+            f"table may err up to {100 * cal.max_interp_error:.0f}% (calibrate on more data for < 2%)")
 
 
 @app.command()
