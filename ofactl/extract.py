@@ -58,8 +58,11 @@ def measure_calibration(
     num_workers: int = 2,
     chunk_s: float = 60.0,
     progress: Progress | None = None,
+    report: Callable[[Any], None] | None = None,
 ):
     """Measure the dataset frame period over a lambda grid and save it in the model directory.
+
+    Unreadable files are left out and passed to ``report(problem)`` (path, reason, detail).
 
     Args:
         model: a model directory (None: resolved as for ``--model``) or a loaded ``OFAModel``.
@@ -76,6 +79,9 @@ def measure_calibration(
 
     m = model if isinstance(model, OFAModel) else load_model(model, device=device)
     corpus = _corpus(data, layout, split, None)
+    if report is not None:
+        for problem in corpus.problems:
+            report(problem)
     if not corpus.utterances:
         raise OfactlError(f"{data}: no readable utterances to calibrate on", hint="run `ofactl data inspect` on it")
     short = [u for u in corpus.utterances if u.duration_s <= chunk_s]
@@ -86,6 +92,9 @@ def measure_calibration(
     with torch.inference_mode():
         if short:
             for batch in _batches(short, max_batch_s, num_workers):
+                for _, _, err in batch.errors:
+                    if report is not None:
+                        report(err)
                 if batch.audio.shape[0]:
                     _, frame_lengths, alpha = m.student.front(batch.audio.to(m.device), batch.lengths.to(m.device))
                     stats.append(alpha_stats(alpha.float().cpu(), frame_lengths.cpu()))
@@ -96,7 +105,9 @@ def measure_calibration(
         for u in long:
             try:
                 wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
-            except AudioError:
+            except AudioError as err:
+                if report is not None:
+                    report(err)
                 continue
             _, alpha = m.front_long(wave, chunk_s=min(chunk_s, 30.0))
             stats.append(alpha_stats(alpha.float().cpu()))

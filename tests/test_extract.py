@@ -304,3 +304,20 @@ def test_python_api(trained, corpus):
     assert abs(low.features.shape[0] - model.extract(torch.from_numpy(wave), sr, lam=0.0).features.shape[0]) <= 1
     all_layers = model.extract(torch.from_numpy(wave), sr, lam=1.0, layer="all")
     assert all_layers.features.shape[0] == 3  # transformer input + 2 layers
+
+
+def test_calibrate_cli_reports_bad_files_and_goes_on(tmp_path):
+    from typer.testing import CliRunner
+
+    from ofactl.cli import app
+
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = make_messy(tmp_path)
+    result = CliRunner().invoke(app, ["calibrate", str(wavs), "--model", str(model_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "4 file(s) left out" in result.output
+    for name in ("empty.wav", "notes.wav", "garbage.flac", "nan.wav"):
+        assert name in result.output
+    cal = Calibration.load(model_dir)
+    assert cal.n_utterances == 7

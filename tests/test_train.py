@@ -225,3 +225,18 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(corpus, tmp_path):
     from ofactl.checkpoint import read_checkpoint
 
     assert read_checkpoint(tmp_path / "d").training["world_size"] == 2
+
+
+def test_gradient_accumulation_consumes_several_batches_per_step(corpus, tmp_path):
+    one = pretrain(load_pretrain_config(write_config(tmp_path / "a.yaml", corpus, tmp_path / "a", steps=3)),
+                   progress=False)
+    two = pretrain(load_pretrain_config(write_config(tmp_path / "b.yaml", corpus, tmp_path / "b", steps=3,
+                                                     accumulate=2)), progress=False)
+    assert one.finished and two.finished
+    a = read_log(tmp_path / "a" / "train_log.csv")
+    b = read_log(tmp_path / "b" / "train_log.csv")
+    audio_a = sum(float(r["audio_s"]) for r in a)
+    audio_b = sum(float(r["audio_s"]) for r in b)
+    assert 1.5 * audio_a < audio_b < 2.5 * audio_a
+    assert one.weights_sha256 != two.weights_sha256
+

@@ -18,6 +18,18 @@ SplitOption = Annotated[Optional[str], typer.Option("--split", "-s", metavar="SP
                                                     help="Use only this split of the corpus.")]
 
 
+def report_skipped(problems: list, limit: int = 20) -> None:
+    """Print each left-out file (path: reason) on stderr, as one warning block."""
+    if not problems:
+        return
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[yellow]warning:[/] {len(problems)} file(s) left out:")
+    for p in problems[:limit]:
+        console.print(f"  {getattr(p, 'path', '?')}: {getattr(p, 'reason', '?')} ({getattr(p, 'detail', '')})")
+    if len(problems) > limit:
+        console.print(f"  ... and {len(problems) - limit} more (`ofactl data inspect` lists them all)")
+
+
 @app.command()
 def calibrate(
     data: Annotated[Path, typer.Argument(help="Corpus to measure frame periods on.", show_default=False)],
@@ -32,11 +44,14 @@ def calibrate(
     from ofactl.extract import measure_calibration
 
     bar, update = _progress(quiet, "calibrating")
+    problems: list = []
+    kwargs = dict(split=split, layout=layout, device=device, report=problems.append)
     if bar is not None:
         with bar:
-            cal = measure_calibration(model, data, split=split, layout=layout, device=device, progress=update)
+            cal = measure_calibration(model, data, progress=update, **kwargs)
     else:
-        cal = measure_calibration(model, data, split=split, layout=layout, device=device)
+        cal = measure_calibration(model, data, **kwargs)
+    report_skipped(problems)
     console = Console(soft_wrap=True)
     console.print(render_table(cal))
     console.print(f"calibrated range {cal.range_text()} on {cal.n_utterances} utterances "

@@ -46,6 +46,9 @@ def segment(
         from ofactl.teacher import load_teacher
 
         corpus = probe(read_corpus(data, layout, split=split))
+        from ofactl.cli.extract import report_skipped
+
+        report_skipped(corpus.problems)
         model = load_teacher(teacher, device=resolve_device(device))
         bar, update = _progress(quiet, "segmenting")
         kwargs = dict(layer=layer, n_clusters=clusters, smoothing=smoothing, seed=seed)
