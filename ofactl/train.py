@@ -283,6 +283,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         out.mkdir(parents=True, exist_ok=True)
     D.barrier(env)
 
+    # --- the teacher first: a wrong spec fails before any data is read
+    if not cfg.teacher:
+        raise OfactlError("no teacher given", hint="set teacher in the config or pass --teacher SPEC")
+    teacher = load_teacher(cfg.teacher, device=env.device)
+
     # --- data
     if not cfg.data.path:
         raise OfactlError("no training data given", hint="set data.path in the config or pass --data DIR")
@@ -302,10 +307,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                                  world_size=env.world_size, max_batch_size=cfg.data.max_batch_size)
     dataset = CropDataset(items, crop_samples, cfg.seed)
     loader_kwargs: dict[str, Any] = {}
-    if cfg.data.num_workers > 0:
+    num_workers = min(cfg.data.num_workers, os.cpu_count() or 1)  # more workers than cores only thrash
+    if num_workers > 0:
         loader_kwargs = {"prefetch_factor": 2}
     loader = DataLoader(dataset, batch_sampler=EpochBatchSampler(sampler), collate_fn=collate_crops,
-                        num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+                        num_workers=num_workers, generator=torch.Generator().manual_seed(cfg.seed),
                         pin_memory=env.device.type == "cuda", **loader_kwargs)
     if len(sampler.epoch_batches(0)) == 0:
         raise OfactlError("the training data gives no batches", hint="lower data.max_batch_s or add data")
@@ -325,9 +331,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     student_cfg = StudentConfig.preset(cfg.student)
     if cfg.student_overrides:
         student_cfg = StudentConfig.from_dict({**student_cfg.to_dict(), **cfg.student_overrides})
-    if not cfg.teacher:
-        raise OfactlError("no teacher given", hint="set teacher in the config or pass --teacher SPEC")
-    teacher = load_teacher(cfg.teacher, device=env.device)
     if max(student_cfg.target_layers) > teacher.config.num_layers:
         raise OfactlError(f"the student predicts teacher layers {list(student_cfg.target_layers)} but the teacher has "
                           f"{teacher.config.num_layers}", hint="set student_overrides.target_layers")

@@ -26,6 +26,8 @@ def segment(
     smoothing: Annotated[float, typer.Option("--smoothing", help="DP duration penalty: larger, longer segments.")] = 30.0,
     from_alignments: Annotated[Optional[Path], typer.Option("--from-alignments", metavar="PATH",
                                                             help="Import phone alignments (TSV, CTM, TextGrid).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Alignment format: tsv, ctm or textgrid "
+                                                                "(default: detect).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", "-s", help="Use only this split.")] = None,
     layout: LayoutOption = None,
     seed: Annotated[int, typer.Option("--seed", help="k-means seed.")] = 0,
@@ -36,7 +38,7 @@ def segment(
     from ofactl.segments import compute_segments, import_alignments
 
     if from_alignments is not None:
-        table = import_alignments(from_alignments)
+        table = import_alignments(from_alignments, fmt)
     else:
         if data is None or teacher is None:
             raise OfactlError("HuBERT-code segments need DATA and --teacher",
