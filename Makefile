@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest -q -n 2
 
 demo: setup
-	bash recipes/demo/run.sh
+	bash recipes/mini/run.sh
 
 clean:
 	rm -rf $(VENV) exp .pytest_cache .hypothesis
