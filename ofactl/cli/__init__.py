@@ -11,5 +11,6 @@ from ofactl.cli import data as _data  # noqa: F401  (registers `ofactl data ...`
 from ofactl.cli import pretrain as _pretrain  # noqa: F401  (registers `ofactl pretrain`)
 from ofactl.cli import segment as _segment  # noqa: F401  (registers `ofactl segment`)
 from ofactl.cli import extract as _extract  # noqa: F401  (registers `ofactl calibrate`, `ofactl extract`)
+from ofactl.cli import report as _report  # noqa: F401  (registers `ofactl profile`, `ofactl plot`)
 
 __all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]

@@ -37,11 +37,18 @@ def calibrate(
     split: SplitOption = None,
     layout: LayoutOption = None,
     device: DeviceOption = "auto",
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FIG", show_default=False,
+                                                 help="Also draw lambda vs frame period (.png, .pdf or .svg).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Measure the frame period over a lambda grid; store the table in the model directory."""
     from ofactl.calibrate import render_table
     from ofactl.extract import measure_calibration
+
+    if plot is not None:
+        from ofactl.plot import check_figure_path
+
+        check_figure_path(plot)  # a bad suffix fails before the measurement, not after
 
     bar, update = _progress(quiet, "calibrating")
     problems: list = []
@@ -56,6 +63,10 @@ def calibrate(
     console.print(render_table(cal))
     console.print(f"calibrated range {cal.range_text()} on {cal.n_utterances} utterances "
                   f"({cal.total_duration_s / 3600:.2f} h); saved in the model directory")
+    if plot is not None:
+        from ofactl.plot import plot_calibration, save_figure
+
+        console.print(f"wrote {save_figure(plot_calibration(cal), plot)}", highlight=False)
     if cal.max_interp_error is not None and cal.max_interp_error > 0.02:
         Console(stderr=True).print(
             f"[yellow]warning:[/] with {cal.n_utterances} utterances the period moves in steps: interpolating the "
