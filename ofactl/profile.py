@@ -552,7 +552,7 @@ def render_profile(profile: Profile):
     source = "the model's calibration" if profile.lam_source == "calibration" else "solved on the profiling audio"
     table = Table(title=f"Compute profile of {profile.model}: GMAC per second of audio ({profile.duration_s:g} s utterance)",
                   caption=f"MACs = FLOPs/2 (torch FlopCounterMode; CIF counted by hand); total = inference, "
-                          f"(heads) run in pretraining only; "
+                          "(heads) run in pretraining only; "
                           + (f"thru b<B> = audio seconds per second at batch B on {profile.device_name}; "
                              if batches else "")
                           + f"lambda {source}")

@@ -19,3 +19,5 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests import layout_fixtures
+
+from probe_fixtures import calibrated_model, synth_corpus  # noqa: E402,F401  (session fixtures)

@@ -12,5 +12,6 @@ from ofactl.cli import pretrain as _pretrain  # noqa: F401  (registers `ofactl p
 from ofactl.cli import segment as _segment  # noqa: F401  (registers `ofactl segment`)
 from ofactl.cli import extract as _extract  # noqa: F401  (registers `ofactl calibrate`, `ofactl extract`)
 from ofactl.cli import report as _report  # noqa: F401  (registers `ofactl profile`, `ofactl plot`)
+from ofactl.cli import probe as _probe  # noqa: F401  (registers `ofactl probe`, `ofactl sweep`)
 
 __all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]

@@ -1,0 +1,215 @@
+"""Adaptive compressing rate: learn lambda jointly with a downstream probe (REFERENCE.md).
+
+``lambda = lambda_max * sigmoid(theta)``; theta is trained by SGD (momentum
+0.9) at the same time as the probe head (Adam), from the loss of the task
+plus an optional rate penalty ``W * (output frames per 20 ms input frame)``
+(the differentiable count ``sum_t alpha_mod / T``).  The student stays
+frozen.  Its 20 ms part (CNN features and alpha) does not depend on lambda,
+so it runs once per utterance and is cached in memory; ``modify_alpha``, the
+CIF and the transformer run on every batch with the tensor lambda, so the
+gradient reaches theta through the CIF weights.
+
+The dev-best epoch gives both the head and lambda; the test metrics, the
+learned lambda and the frame period it gives on the test split (measured:
+audio seconds / output frames) go into the results table
+(``target_period_ms`` empty, the initial lambda in ``note``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ofactl.errors import OfactlError
+from ofactl.results import ResultRow
+from ofactl.tasks import Task, get_task
+from ofactl.tasks.base import Example, Standardize, evaluate, fit
+
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class Cached:
+    """The lambda-independent part of one utterance: CNN features ``(T, C)`` and alpha ``(T,)``."""
+
+    features: Tensor
+    alpha: Tensor
+    duration_s: float
+
+
+class AdaptiveUpstream:
+    """Frozen student back end with a trainable lambda; callable as ``upstream(inputs) -> (x, lengths)``."""
+
+    def __init__(self, student, lam_max: float, lam_init: float, layer: str | int = "last"):
+        from ofactl.inference import parse_layer
+
+        if not 0.0 < lam_init < lam_max:
+            raise OfactlError(f"--lambda-init must lie in (0, {lam_max:g}) (lambda_max of this model), found {lam_init:g}")
+        self.student = student
+        self.lam_max = lam_max
+        p = lam_init / lam_max
+        self.theta = torch.nn.Parameter(torch.tensor(math.log(p / (1 - p)), dtype=torch.float32))
+        self.layer = parse_layer(layer, len(student.encoder.transformer.layers))
+        if self.layer == "all":
+            raise OfactlError("--learn-lambda needs one layer, not --layer all")
+        self.norm: Standardize | None = None
+        self.last_rate: Tensor | None = None
+        self.device = next(student.parameters()).device
+
+    @property
+    def lam(self) -> Tensor:
+        return self.lam_max * torch.sigmoid(self.theta)
+
+    def encode(self, inputs: list[Cached]) -> tuple[Tensor, Tensor, Tensor]:
+        lengths = torch.tensor([c.features.shape[0] for c in inputs], dtype=torch.long)
+        T = int(lengths.max())
+        feats = torch.zeros(len(inputs), T, inputs[0].features.shape[1])
+        alpha = torch.zeros(len(inputs), T)
+        for i, c in enumerate(inputs):
+            feats[i, : c.features.shape[0]] = c.features
+            alpha[i, : c.alpha.shape[0]] = c.alpha
+        feats, alpha, lengths = feats.to(self.device), alpha.to(self.device), lengths.to(self.device)
+        lam = self.lam.to(self.device)
+        out = self.student.back(feats, lengths, alpha, lam, predict=False)
+        self.last_rate = out.alpha_mod.sum() / lengths.sum().clamp(min=1)
+        return out.hidden_states[self.layer], out.lengths, lengths
+
+    def __call__(self, inputs: list[Cached]) -> tuple[Tensor, Tensor]:
+        x, lengths, _ = self.encode(inputs)
+        if self.norm is not None:
+            x = self.norm.apply(x, lengths)
+        return x, lengths
+
+
+def _cache_split(model, data, task: Task, split: str, labels: dict[str, Any], progress=None) -> list[tuple[str, Cached]]:
+    from ofactl.data.audio import AudioError, load_audio
+    from ofactl.data.corpora import probe, read_corpus
+
+    corpus = probe(read_corpus(data, task.layout, split=split))
+    out = []
+    with torch.inference_mode():
+        for u in sorted(corpus.utterances, key=lambda u: u.id):
+            if u.id not in labels:
+                continue
+            try:
+                wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
+            except AudioError:
+                continue
+            audio = wave[None].to(model.device)
+            feats, frame_lengths, alpha = model.student.front(audio, torch.tensor([wave.shape[0]], device=model.device))
+            n = int(frame_lengths[0])
+            out.append((u.id, Cached(feats[0, :n].float().cpu().clone(), alpha[0, :n].float().cpu().clone(),
+                                     wave.shape[0] / SAMPLE_RATE)))
+    return out
+
+
+def _lam_max(model) -> float:
+    cal = model.calibration
+    if cal is not None:
+        value = float(cal.lam_max)
+    else:
+        trained = getattr(getattr(model.student, "checkpoint", None), "training", None) or {}
+        value = float(trained.get("lambda_max") or 2.0)
+    return min(value, 2.0 - 1e-3)
+
+
+@torch.no_grad()
+def _measured_period_ms(upstream: AdaptiveUpstream, examples: list[Example], batch_size: int = 32) -> float:
+    frames, seconds = 0, 0.0
+    for i in range(0, len(examples), batch_size):
+        chunk = [e.inputs for e in examples[i:i + batch_size]]
+        _, lengths, _ = upstream.encode(chunk)
+        frames += int(lengths.sum())
+        seconds += sum(c.duration_s for c in chunk)
+    return 1000 * seconds / max(frames, 1)
+
+
+def run_adaptive(
+    task: Task | str,
+    data: str | Path,
+    model=None,
+    *,
+    lam_init: float | None = None,
+    lambda_lr: float | None = None,
+    rate_penalty: float = 0.0,
+    lr: float | None = None,
+    seed: int = 0,
+    layer: str | int = "last",
+    max_epochs: int = 40,
+    patience: int = 6,
+    device: str | None = None,
+    on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
+) -> list[ResultRow]:
+    """Train a probe with a learned lambda; returns the results rows (test metrics and the dev primary metric)."""
+    from ofactl.inference import OFAModel, load_model
+    from ofactl.probe import labelled
+
+    task = get_task(task) if isinstance(task, str) else task
+    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
+    if rate_penalty < 0:
+        raise OfactlError(f"--rate-penalty must be >= 0, found {rate_penalty:g}")
+    lam_max = _lam_max(m)
+    lam_init = lam_max / 2 if lam_init is None else float(lam_init)
+    lambda_lr = task.lambda_lr if lambda_lr is None else float(lambda_lr)
+    lr = task.lr if lr is None else float(lr)
+    torch.manual_seed(seed)
+    m.student.eval()
+    for p in m.student.parameters():
+        p.requires_grad_(False)
+    upstream = AdaptiveUpstream(m.student, lam_max, lam_init, layer)
+
+    roles = dict(zip(("train", "dev", "test"), task.splits))
+    labels = {role: labelled(task, data, split)[0] for role, split in roles.items()}
+    vocab = task.vocabulary(list(labels["train"].values()))
+    examples: dict[str, list[Example]] = {}
+    for role, split in roles.items():
+        cached = _cache_split(m, data, task, split, labels[role])
+        if not cached:
+            raise OfactlError(f"{data}: split {split!r} has no readable utterances labelled for task {task.name}")
+        examples[role] = [Example(i, c, c.features.shape[0], task.encode(labels[role][i], vocab)) for i, c in cached]
+
+    # a fixed standardisation, measured once at the initial lambda (see tasks.base.Standardize)
+    with torch.no_grad():
+        parts = []
+        for i in range(0, len(examples["train"]), 32):
+            x, lengths, _ = upstream.encode([e.inputs for e in examples["train"][i:i + 32]])
+            parts += [x[b, : int(lengths[b])].cpu() for b in range(x.shape[0])]
+        upstream.norm = Standardize.fit(parts)
+        in_dim = parts[0].shape[-1]
+
+    sgd = torch.optim.SGD([upstream.theta], lr=lambda_lr, momentum=0.9)
+    trajectory: list[float] = []
+
+    def epoch_done(epoch: int, scores: dict[str, float]) -> None:
+        trajectory.append(float(upstream.lam.detach()))
+        if on_epoch is not None:
+            on_epoch(epoch, float(upstream.lam.detach()), scores)
+
+    extra_loss = (lambda: rate_penalty * upstream.last_rate) if rate_penalty > 0 else None
+    result = fit(task, examples["train"], examples["dev"], vocab, in_dim, lr=lr, seed=seed, max_epochs=max_epochs,
+                 patience=patience, upstream=upstream, extra_optimizer=sgd, extra_loss=extra_loss,
+                 extra_state=lambda: upstream.theta.detach().clone(), on_epoch=epoch_done, device=upstream.device)
+    with torch.no_grad():
+        upstream.theta.copy_(result.extra_state)
+    learned = float(upstream.lam.detach())
+    test = evaluate(task, result.head, examples["test"], vocab, upstream, device=upstream.device)
+    measured = _measured_period_ms(upstream, examples["test"])
+    note = (f"learned lambda (init {lam_init:.4g}, lambda_max {lam_max:.4g}, SGD lr {lambda_lr:g}, "
+            f"rate penalty {rate_penalty:g}, best epoch {result.best_epoch} of {result.epochs})")
+    common = dict(model=m.model_dir.name, model_sha256=m.model_sha256, task=task.name, lam=learned,
+                  target_period_ms=None, measured_period_ms=measured, status="ok", note=note, seed=seed, lr=lr,
+                  layer=str(layer))
+    rows = [ResultRow(metric=metric.name, value=test[metric.name], higher_is_better=metric.higher_is_better,
+                      split="test", n_utterances=len(examples["test"]), **common) for metric in task.metrics]
+    rows.append(ResultRow(metric=task.primary.name, value=result.dev[task.primary.name],
+                          higher_is_better=task.primary.higher_is_better, split="dev",
+                          n_utterances=len(examples["dev"]), **common))
+    return rows
+
+
+__all__ = ["AdaptiveUpstream", "run_adaptive"]

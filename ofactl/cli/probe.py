@@ -1,0 +1,247 @@
+"""``ofactl probe`` (one downstream probe) and ``ofactl sweep`` (a task across frame periods)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ofactl.cli.app import app
+from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, QuietOption
+from ofactl.errors import OfactlError
+
+TASK_NAMES = "ks, ic, sid, er, pr, asr"
+
+TaskOption = Annotated[str, typer.Option("--task", "-t", metavar="TASK", show_default=False,
+                                         help=f"Downstream task: {TASK_NAMES}.")]
+DataOption = Annotated[Optional[Path], typer.Option(
+    "--data", "-d", metavar="DIR", show_default=False,
+    help="The task's dataset (default: `\\[data] <task>` in ofactl.toml).")]
+ResultsOption = Annotated[Optional[Path], typer.Option(
+    "--results", "-r", metavar="FILE", show_default=False,
+    help="Results table to append to (default: the workspace's, else ./results.csv).")]
+LayerOption = Annotated[str, typer.Option("--layer", help="last, or a layer number (0 = transformer input).")]
+FeaturesOption = Annotated[Optional[Path], typer.Option(
+    "--features-dir", metavar="DIR", show_default=False,
+    help="Where extracted features are cached (default: features/ next to the results file).")]
+EpochsOption = Annotated[int, typer.Option("--max-epochs", min=1, help="Upper bound on training epochs.")]
+PoolingOption = Annotated[str, typer.Option(
+    "--pooling", metavar="KIND",
+    help="cif (the model at the period's lambda) or avg (baseline: 20 ms features average-pooled to the period).")]
+PatienceOption = Annotated[int, typer.Option("--patience", min=1, help="Stop after this many epochs without a better dev score.")]
+
+
+def resolve_data(task: str, data: Path | None) -> Path:
+    """``--data``, else the workspace's ``[data] <task>``, else one error line saying how to set it."""
+    if data is not None:
+        if not data.exists():
+            raise OfactlError(f"{data}: no such dataset folder", hint="check --data")
+        return data
+    from ofactl.workspace import find_workspace
+
+    ws = find_workspace()
+    if ws is not None and task in ws.data:
+        return ws.data[task]
+    where = f"{ws.path} has no `{task}` under [data]" if ws is not None else "no ofactl.toml here or above"
+    raise OfactlError(f"no dataset for task {task} ({where})",
+                      hint=f'pass --data DIR, or add `{task} = "/path/to/data"` under [data] in ofactl.toml')
+
+
+def resolve_results(results: Path | None) -> Path:
+    if results is not None:
+        return results
+    from ofactl.workspace import find_workspace
+
+    ws = find_workspace()
+    return ws.results if ws is not None else Path("results.csv").absolute()
+
+
+def _check_task(task: str) -> None:
+    from ofactl.tasks import get_task
+
+    get_task(task)
+
+
+def _layer(layer: str) -> str | int:
+    if layer == "last":
+        return layer
+    try:
+        return int(layer)
+    except ValueError:
+        raise OfactlError(f"--layer must be `last` or a layer number, found {layer!r}") from None
+
+
+def _print_rows(rows, results: Path) -> None:
+    from rich.table import Table
+
+    table = Table("task", "split", "metric", "value", "period (target / measured)", "lambda", "lr", "status",
+                  box=None, pad_edge=False)
+    for r in rows:
+        target = f"{r.target_period_ms:g}ms" if r.target_period_ms is not None else "-"
+        measured = f"{r.measured_period_ms:.1f}ms" if r.measured_period_ms is not None else "-"
+        value = "-" if r.value != r.value else f"{r.value:.4f}"
+        table.add_row(r.task, r.split, r.metric, value, f"{target} / {measured}",
+                      "-" if r.lam is None else f"{r.lam:.4g}", "-" if r.lr is None else f"{r.lr:g}", r.status)
+    console = Console(soft_wrap=True)
+    console.print(table)
+    notes = {r.note for r in rows if r.note}
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"{len(rows)} row(s) appended to {results}", highlight=False)
+
+
+@app.command()
+def probe(
+    task: TaskOption,
+    period: PeriodOption = None,
+    lam: Annotated[Optional[float], typer.Option("--lambda", metavar="L", show_default=False,
+                                                 help="Use this lambda in [0, 2) instead of a period.")] = None,
+    learn_lambda: Annotated[bool, typer.Option("--learn-lambda", help="Learn lambda jointly with the probe.")] = False,
+    lambda_init: Annotated[Optional[float], typer.Option("--lambda-init", metavar="X", show_default=False,
+                                                         help="Initial lambda with --learn-lambda (default: lambda_max/2).")] = None,
+    lambda_lr: Annotated[Optional[float], typer.Option("--lambda-lr", metavar="X", show_default=False,
+                                                       help="SGD learning rate of theta (default: the task's).")] = None,
+    rate_penalty: Annotated[float, typer.Option("--rate-penalty", metavar="W",
+                                                help="Weight of the frame-rate penalty with --learn-lambda.")] = 0.0,
+    model: ModelOption = None,
+    data: DataOption = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", metavar="X", show_default=False,
+                                                help="Probe learning rate (default: the task's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of head initialisation and batch order.")] = 0,
+    results: ResultsOption = None,
+    layer: LayerOption = "last",
+    features_dir: FeaturesOption = None,
+    max_epochs: EpochsOption = 40,
+    patience: PatienceOption = 6,
+    pooling: PoolingOption = "cif",
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Train a probe for TASK at one frame period (or lambda, or a learned lambda); append its rows."""
+    from ofactl.results import append_rows
+
+    _check_task(task)
+    chosen = sum(x is not None for x in (period, lam)) + int(learn_lambda)
+    if chosen != 1:
+        raise OfactlError("give exactly one of --period, --lambda and --learn-lambda")
+    if not learn_lambda and (lambda_init is not None or lambda_lr is not None or rate_penalty):
+        raise OfactlError("--lambda-init, --lambda-lr and --rate-penalty need --learn-lambda")
+    if pooling not in ("cif", "avg"):
+        raise OfactlError(f"--pooling must be cif or avg, found {pooling!r}")
+    if pooling == "avg" and period is None:
+        raise OfactlError("--pooling avg (the average-pooling baseline) needs --period")
+    data_path = resolve_data(task, data)
+    results_path = resolve_results(results)
+    which = _layer(layer)
+    from ofactl.inference import load_model
+    from ofactl.workspace import resolve_model
+
+    m = load_model(resolve_model(model), device=device)
+    status = Console(stderr=True).status(f"probing {task}") if not quiet else None
+    if status is not None:
+        status.start()
+    try:
+        if learn_lambda:
+            from ofactl.adaptive import run_adaptive
+
+            rows = run_adaptive(task, data_path, m, lam_init=lambda_init, lambda_lr=lambda_lr,
+                                rate_penalty=rate_penalty, lr=lr, seed=seed, layer=which, max_epochs=max_epochs,
+                                patience=patience)
+        else:
+            from ofactl.probe import default_features_dir, run_probe
+
+            update = (lambda text: status.update(f"probing {task}: {text}")) if status is not None else None
+            rows = run_probe(task, data_path, m, period=period, lam=lam, lr=lr, seed=seed, layer=which,
+                             features_dir=features_dir or default_features_dir(results_path), max_epochs=max_epochs,
+                             patience=patience, progress=update, pooling=pooling)
+    finally:
+        if status is not None:
+            status.stop()
+    append_rows(results_path, rows)
+    _print_rows(rows, results_path)
+
+
+def _split_list(text: str | None, parse, what: str) -> list | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise OfactlError(f"{what} is empty")
+    out = []
+    for item in items:
+        try:
+            out.append(parse(item))
+        except OfactlError:
+            raise
+        except ValueError:
+            raise OfactlError(f"{what}: cannot read {item!r}", hint="a comma-separated list, e.g. 1e-4,1e-3") from None
+    return out
+
+
+@app.command()
+def sweep(
+    task: TaskOption,
+    periods: Annotated[Optional[str], typer.Option(
+        "--periods", metavar="LIST", show_default=False,
+        help="Comma-separated periods, e.g. 20ms,40ms,90ms (default: log-spaced over the calibrated range).")] = None,
+    model: ModelOption = None,
+    data: DataOption = None,
+    results: ResultsOption = None,
+    lrs: Annotated[Optional[str], typer.Option("--lrs", metavar="LIST", show_default=False,
+                                               help="Learning-rate grid chosen from on dev (default: x0.1, x1, x10 the task's).")] = None,
+    seeds: Annotated[str, typer.Option("--seeds", metavar="LIST", help="Comma-separated seeds.")] = "0",
+    layer: LayerOption = "last",
+    features_dir: FeaturesOption = None,
+    max_epochs: EpochsOption = 40,
+    patience: PatienceOption = 6,
+    pooling: PoolingOption = "cif",
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Probe TASK across frame periods (resumable; failures are recorded and the sweep goes on)."""
+    from ofactl.period import FramePeriod
+
+    _check_task(task)
+    period_list = _split_list(periods, FramePeriod.parse, "--periods")
+    lr_list = _split_list(lrs, float, "--lrs")
+    seed_list = _split_list(seeds, int, "--seeds")
+    if lr_list and any(x <= 0 for x in lr_list):
+        raise OfactlError("--lrs must be positive")
+    if pooling not in ("cif", "avg"):
+        raise OfactlError(f"--pooling must be cif or avg, found {pooling!r}")
+    data_path = resolve_data(task, data)
+    results_path = resolve_results(results)
+    which = _layer(layer)
+    from ofactl.inference import load_model
+    from ofactl.sweep import run_sweep
+    from ofactl.workspace import resolve_model
+
+    m = load_model(resolve_model(model), device=device)
+    kwargs = dict(results=results_path, periods=period_list, lrs=lr_list, seeds=seed_list, layer=which,
+                  features_dir=features_dir, max_epochs=max_epochs, patience=patience, pooling=pooling)
+    if quiet:
+        summary = run_sweep(task, data_path, m, **kwargs)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
+        handle = bar.add_task(task, total=None)
+        with bar:
+            summary = run_sweep(task, data_path, m, progress=lambda done, total, text: bar.update(
+                handle, completed=done, total=total, description=text), **kwargs)
+    console = Console(soft_wrap=True, highlight=False)
+    for (p, s), lr_value in summary.chosen.items():
+        console.print(f"{task} {p} seed {s}: done (lr {lr_value:g})")
+    for p, s in summary.infeasible:
+        console.print(f"{task} {p} seed {s}: infeasible (recorded)")
+    if summary.skipped:
+        console.print(f"{len(summary.skipped)} run(s) already in {results_path}: skipped")
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    for p, s, line in summary.failed:
+        err.print(f"[yellow]warning:[/] {task} {p} seed {s} failed: {line}")
+    console.print(f"{summary.written} row(s) appended to {results_path}")
+    if summary.failed:
+        raise typer.Exit(3)

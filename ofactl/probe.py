@@ -1,0 +1,305 @@
+"""Train a downstream probe on frozen features at one frame period and measure it on test.
+
+    >>> rows = run_probe("sid", "/data/VoxCeleb1", period="90ms")   # list of ResultRow
+    >>> append_rows("results.csv", rows)
+
+Features come from :func:`ofactl.extract.extract_features`, once per (model,
+task, split, period or lambda, layer), cached as
+``<features_dir>/<model-sha12>/<task>/<split>-<period>[-layer<L>].h5``
+(``features_dir`` defaults to ``features/`` next to the results file) and
+reused: extraction resumes an interrupted file and returns at once for a
+complete one with the same settings.
+
+:func:`prepare` loads the three splits (labels from the corpus, features
+from the cache); :func:`train_and_test` trains one head (Adam, early
+stopping on dev) and measures the dev-best head on test; :func:`rows_for`
+turns that into results-table rows.  The sweep reuses one ``prepare`` for a
+whole learning-rate grid.
+
+Baseline ``pooling="avg"``: instead of the CIF at the period's lambda, the
+model's 20 ms features (lambda 0, where the CIF is the identity) are
+average-pooled to the same period (each utterance of N frames gets
+``max(1, round(N * 20ms / period))`` frames, each the mean of a contiguous,
+near-equal run).  Its rows name the model ``<model>+avgpool``, with no lambda.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ofactl.errors import OfactlError
+from ofactl.period import FramePeriod
+from ofactl.results import ResultRow
+from ofactl.tasks import Task, get_task
+from ofactl.tasks.base import Example, Standardize, evaluate, fit
+
+Progress = Callable[[str], None]
+
+#: more than this fraction of a split's utterances infeasible (CTC) makes the whole run ``infeasible``
+INFEASIBLE_FRACTION = 0.5
+POOLINGS = ("cif", "avg")
+FRAME_MS = 20.0
+
+
+def average_pool(x: torch.Tensor, period_ms: float) -> torch.Tensor:
+    """``(N, D)`` 20 ms features -> ``(max(1, round(N * 20 / period_ms)), D)`` means of contiguous runs."""
+    n = x.shape[0]
+    m = max(1, round(n * FRAME_MS / period_ms))
+    if m >= n:
+        return x
+    bounds = [round(j * n / m) for j in range(m + 1)]
+    xf = x.float()
+    return torch.stack([xf[a:b].mean(0) for a, b in zip(bounds, bounds[1:])]).to(x.dtype)
+
+
+def period_tag(period: FramePeriod | None, lam: float | None) -> str:
+    if period is not None:
+        ms = period.ms
+        return f"{ms:g}ms"
+    return f"lam{lam:.6g}"
+
+
+def features_path(features_dir: str | Path, model_sha256: str, task: str, split: str, tag: str,
+                  layer: str | int = "last") -> Path:
+    layer_part = "" if str(layer) == "last" else f"-layer{layer}"
+    return Path(features_dir) / model_sha256[:12] / task / f"{split}-{tag}{layer_part}.h5"
+
+
+def default_features_dir(results: str | Path | None) -> Path:
+    return (Path(results).absolute().parent if results is not None else Path.cwd()) / "features"
+
+
+def labelled(task: Task, data: str | Path, split: str) -> tuple[dict[str, Any], int]:
+    """``{utterance id: label}`` of one split, and how many utterances had no label for the task."""
+    from ofactl.data.corpora import read_corpus
+
+    corpus = read_corpus(data, task.layout, split=split)
+    labels, missing = {}, 0
+    for u in corpus.utterances:
+        lab = task.label(u)
+        if lab is None:
+            missing += 1
+        else:
+            labels[u.id] = lab
+    return labels, missing
+
+
+@dataclass
+class Prepared:
+    """Everything a probe run at one period needs, loaded once."""
+
+    task: Task
+    model: Any                       # OFAModel
+    vocab: Any
+    in_dim: int
+    examples: dict[str, list[Example]]   # "train", "dev", "test"
+    lam: float
+    target_period_ms: float | None
+    measured_period_ms: float | None
+    layer: str
+    upstream: Standardize | None = None   # train-set feature standardisation
+    pooling: str = "cif"
+    infeasible: dict[str, tuple[int, int]] = field(default_factory=dict)   # role -> (infeasible, total)
+
+    @property
+    def status(self) -> str:
+        for bad, total in self.infeasible.values():
+            if total and bad / total > INFEASIBLE_FRACTION:
+                return "infeasible"
+        return "ok"
+
+    def infeasible_note(self) -> str:
+        parts = [f"{role}: {bad} of {total}" for role, (bad, total) in self.infeasible.items() if bad]
+        if not parts:
+            return ""
+        period = f"{self.measured_period_ms:.1f}ms" if self.measured_period_ms else f"lambda {self.lam:.4g}"
+        return f"utterances with fewer frames than labels at {period} ({'; '.join(parts)})"
+
+
+def resolve_period(model, period: FramePeriod | str | None, lam: float | None) -> tuple[FramePeriod | None, float]:
+    if (period is None) == (lam is None):
+        raise OfactlError("give exactly one of --period and --lambda")
+    if period is not None:
+        p = FramePeriod.parse(period) if isinstance(period, str) else period
+        return p, model.lam_for(p)
+    if not 0.0 <= float(lam) < 2.0:
+        raise OfactlError(f"--lambda must lie in [0, 2), found {lam}")
+    return None, float(lam)
+
+
+def prepare(
+    task: Task | str,
+    data: str | Path,
+    model,
+    *,
+    period: FramePeriod | str | None = None,
+    lam: float | None = None,
+    layer: str | int = "last",
+    features_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: Progress | None = None,
+    pooling: str = "cif",
+) -> Prepared:
+    """Extract (or reuse) the features of the task's train/dev/test splits and load them with their labels.
+
+    ``pooling="avg"`` is the average-pooling baseline (needs ``period``; see the module docstring).
+    """
+    from ofactl.extract import extract_features
+    from ofactl.features import read, read_attrs
+    from ofactl.inference import OFAModel, load_model
+
+    task = get_task(task) if isinstance(task, str) else task
+    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
+    if pooling not in POOLINGS:
+        raise OfactlError(f"unknown pooling {pooling!r}", hint=f"one of: {', '.join(POOLINGS)}")
+    if pooling == "avg":
+        if period is None:
+            raise OfactlError("the average-pooling baseline needs --period")
+        p = FramePeriod.parse(period) if isinstance(period, str) else period
+        if p.ms < FRAME_MS:
+            raise OfactlError(f"{p} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
+        lam_value = 0.0  # 20 ms features: the CIF is the identity at lambda 0
+        tag = period_tag(None, 0.0)
+    else:
+        p, lam_value = resolve_period(m, period, lam)
+        tag = period_tag(p, lam_value)
+    features_dir = Path(features_dir) if features_dir is not None else default_features_dir(None)
+    roles = dict(zip(("train", "dev", "test"), task.splits))
+    labels: dict[str, dict[str, Any]] = {}
+    paths: dict[str, Path] = {}
+    for role, split in roles.items():
+        labels[role], _ = labelled(task, data, split)
+        if not labels[role]:
+            raise OfactlError(f"{data}: split {split!r} has no utterances labelled for task {task.name}",
+                              hint=f"task {task.name} reads the {task.layout} layout; check the dataset path")
+        out = features_path(features_dir, m.model_sha256, task.name, split, tag, layer)
+        if progress:
+            progress(f"features {split}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        extract_features(data, out, model=m, lam=lam_value, layer=layer, layout=task.layout, split=split,
+                         num_workers=0)
+        paths[role] = out
+    train_labels = list(labels["train"].values())
+    vocab = task.vocabulary(train_labels)
+    examples: dict[str, list[Example]] = {}
+    in_dim = 0
+    frames_20ms = frames_out = 0
+    for role, path in paths.items():
+        items = []
+        for utt_id, feats, _times in read(path):
+            if utt_id not in labels[role]:
+                continue
+            x = torch.from_numpy(feats)
+            if pooling == "avg":
+                if role == "test":
+                    frames_20ms += x.shape[0]
+                x = average_pool(x, p.ms)
+                if role == "test":
+                    frames_out += x.shape[0]
+            in_dim = x.shape[-1]
+            items.append(Example(utt_id, x, int(x.shape[0]), task.encode(labels[role][utt_id], vocab)))
+        if not items:
+            raise OfactlError(f"{path}: no features for the labelled utterances of split {roles[role]!r}")
+        examples[role] = items
+    upstream = Standardize.fit(e.inputs for e in examples["train"])
+    measured = read_attrs(paths["test"]).get("measured_period_ms")
+    if pooling == "avg" and measured is not None:
+        measured = float(measured) * frames_20ms / max(frames_out, 1)  # same audio, fewer frames
+    prepared = Prepared(task, m, vocab, in_dim, examples, lam_value, p.ms if p is not None else None,
+                        float(measured) if measured is not None else None, str(layer), upstream, pooling)
+    if task.ctc:
+        prepared.infeasible = {role: (sum(task.infeasible(e) for e in ex), len(ex)) for role, ex in examples.items()}
+    return prepared
+
+
+@dataclass
+class Outcome:
+    lr: float
+    seed: int
+    dev: dict[str, float]
+    test: dict[str, float]
+    epochs: int
+    best_epoch: int
+
+
+def train_and_test(prep: Prepared, *, lr: float, seed: int = 0, max_epochs: int = 40, patience: int = 6,
+                   batch_size: int | None = None, on_epoch=None) -> Outcome:
+    """Train a head with Adam at ``lr`` (early stopping on dev) and measure the dev-best head on test."""
+    task = prep.task
+    train = [e for e in prep.examples["train"] if not task.infeasible(e)]
+    result = fit(task, train, prep.examples["dev"], prep.vocab, prep.in_dim, lr=lr, seed=seed,
+                 max_epochs=max_epochs, patience=patience, batch_size=batch_size, on_epoch=on_epoch,
+                 upstream=prep.upstream)
+    test = evaluate(task, result.head, prep.examples["test"], prep.vocab, prep.upstream)
+    return Outcome(lr, seed, result.dev, test, result.epochs, result.best_epoch)
+
+
+def model_label(model, pooling: str = "cif") -> str:
+    """The results table's ``model``: the directory name, ``+avgpool`` for the baseline."""
+    return model.model_dir.name + ("+avgpool" if pooling == "avg" else "")
+
+
+def rows_for(prep: Prepared, outcome: Outcome | None, *, seed: int, lr: float | None = None, status: str | None = None,
+             note: str = "", macs_per_second: float | None = None) -> list[ResultRow]:
+    """Results rows: every test metric, plus the dev value of the primary metric (split ``dev``)."""
+    task = prep.task
+    status = status or ("ok" if outcome is not None else "failed")
+    notes = [n for n in (note, prep.infeasible_note()) if n]
+    common = dict(model=model_label(prep.model, prep.pooling), model_sha256=prep.model.model_sha256, task=task.name,
+                  lam=prep.lam if prep.pooling == "cif" else None, target_period_ms=prep.target_period_ms, measured_period_ms=prep.measured_period_ms,
+                  status=status, note="; ".join(notes), seed=seed, lr=lr if lr is not None else
+                  (outcome.lr if outcome else None), layer=prep.layer, macs_per_second=macs_per_second)
+    rows = []
+    for metric in task.metrics:
+        value = outcome.test[metric.name] if outcome is not None and status == "ok" else math.nan
+        rows.append(ResultRow(metric=metric.name, value=value, higher_is_better=metric.higher_is_better,
+                              split="test", n_utterances=len(prep.examples["test"]), **common))
+    primary = task.primary
+    value = outcome.dev[primary.name] if outcome is not None and status == "ok" else math.nan
+    rows.append(ResultRow(metric=primary.name, value=value, higher_is_better=primary.higher_is_better, split="dev",
+                          n_utterances=len(prep.examples["dev"]), **common))
+    return rows
+
+
+def run_probe(
+    task: Task | str,
+    data: str | Path,
+    model=None,
+    *,
+    period: FramePeriod | str | None = None,
+    lam: float | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    layer: str | int = "last",
+    features_dir: str | Path | None = None,
+    max_epochs: int = 40,
+    patience: int = 6,
+    device: str | None = None,
+    progress: Progress | None = None,
+    pooling: str = "cif",
+) -> list[ResultRow]:
+    """One probe run: prepare, train, test; the rows to append (``status=infeasible`` rows when CTC cannot fit)."""
+    from ofactl.inference import load_model
+    from ofactl.workspace import resolve_model
+
+    task = get_task(task) if isinstance(task, str) else task
+    if model is None or isinstance(model, (str, Path)):
+        model = load_model(resolve_model(model), device=device or "cpu")
+    prep = prepare(task, data, model, period=period, lam=lam, layer=layer, features_dir=features_dir,
+                   progress=progress, pooling=pooling)
+    lr = task.lr if lr is None else lr
+    if prep.status == "infeasible":
+        return rows_for(prep, None, seed=seed, lr=lr, status="infeasible")
+    if progress:
+        progress("training")
+    outcome = train_and_test(prep, lr=lr, seed=seed, max_epochs=max_epochs, patience=patience)
+    return rows_for(prep, outcome, seed=seed)
+
+
+__all__ = ["INFEASIBLE_FRACTION", "POOLINGS", "average_pool", "model_label", "Outcome", "Prepared", "features_path", "prepare", "rows_for", "run_probe",
+           "train_and_test"]

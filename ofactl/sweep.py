@@ -1,0 +1,199 @@
+"""Sweep a downstream task across frame periods: one probe per (period, seed), the learning rate chosen on dev.
+
+    >>> summary = run_sweep("sid", "/data/VoxCeleb1", model_dir, results="results.csv")
+
+For every period (default: :func:`default_periods`, log-spaced over the
+model's calibrated range) the features are extracted once (cached, see
+:mod:`ofactl.probe`), then for every seed a head is trained at each
+learning rate of a small log-spaced grid (default: the task's rate times
+0.1, 1 and 10) and the one with the best dev score (ties: the lower dev loss)
+is measured on test; its
+rows (every test metric plus the dev primary metric) go into the results
+table with the chosen ``lr`` and the dev scores of the grid in ``note``.
+
+``pooling="avg"`` sweeps the average-pooling baseline instead (model
+``<name>+avgpool``; see :mod:`ofactl.probe`).
+
+Resumable: a (model, task, period, seed, layer) that already has a test row
+with status ``ok`` or ``infeasible`` is skipped.  A failure (any error while
+extracting or training) becomes ``status=failed`` rows with the error in
+``note``, and the sweep goes on; a re-run retries it.  Rows are appended
+after each seed, under the results file's lock, so several sweeps may write
+to one table at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ofactl.errors import OfactlError
+from ofactl.period import FramePeriod
+from ofactl.results import ResultRow, append_rows, read_results
+from ofactl.tasks import Task, get_task
+
+#: called as ``progress(done, total, description)``
+Progress = Callable[[int, int, str], None]
+
+
+def default_periods(calibration, n: int = 6) -> list[FramePeriod]:
+    """``n`` log-spaced periods from 20 ms (or the calibrated minimum) to the calibrated maximum."""
+    lo = max(20.0, calibration.min_period_ms)
+    hi = calibration.max_period_ms
+    if hi <= lo * 1.01:
+        return [FramePeriod(round(lo, 1))]
+    values = np.exp(np.linspace(math.log(lo), math.log(hi), n))
+    return [FramePeriod(round(float(v), 1)) for v in values]
+
+
+def default_lrs(task: Task, n: int = 3) -> list[float]:
+    """A log-spaced grid around the task's learning rate (``n=3``: x0.1, x1, x10)."""
+    if n == 1:
+        return [task.lr]
+    exponents = np.linspace(-1, 1, n)
+    return [float(f"{task.lr * 10 ** e:.3g}") for e in exponents]
+
+
+def _key(sha: str, task: str, target_ms: float | None, seed: int, layer: str) -> tuple:
+    return (sha, task, None if target_ms is None else round(float(target_ms), 3), int(seed), str(layer))
+
+
+def finished(results: str | Path, sha: str, task: str, model: str | None = None) -> set[tuple]:
+    """Keys of (period, seed, layer) runs already in the results table with a final status."""
+    path = Path(results)
+    if not path.is_file():
+        return set()
+    df = read_results(path)
+    if model is not None:
+        df = df[df["model"] == model]
+    df = df[(df["model_sha256"] == sha) & (df["task"] == task) & (df["split"] == "test")
+            & df["status"].isin(["ok", "infeasible"])]
+    return {_key(sha, task, None if math.isnan(r.target_period_ms) else r.target_period_ms, r.seed, r.layer)
+            for r in df.itertuples()}
+
+
+@dataclass
+class SweepSummary:
+    results: Path
+    written: int = 0
+    skipped: list[tuple[str, int]] = field(default_factory=list)    # (period, seed) already done
+    failed: list[tuple[str, int, str]] = field(default_factory=list)  # (period, seed, error)
+    infeasible: list[tuple[str, int]] = field(default_factory=list)
+    chosen: dict[tuple[str, int], float] = field(default_factory=dict)  # (period, seed) -> lr
+
+
+def _error_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if not isinstance(err, OfactlError) else text
+
+
+def run_sweep(
+    task: Task | str,
+    data: str | Path,
+    model,
+    *,
+    results: str | Path,
+    periods: Sequence[FramePeriod | str] | None = None,
+    lrs: Sequence[float] | None = None,
+    seeds: Sequence[int] = (0,),
+    layer: str | int = "last",
+    features_dir: str | Path | None = None,
+    max_epochs: int = 40,
+    patience: int = 6,
+    device: str | None = None,
+    progress: Progress | None = None,
+    pooling: str = "cif",
+) -> SweepSummary:
+    """Run (or resume) a sweep; rows are appended to ``results`` as they are produced."""
+    from ofactl.inference import OFAModel, load_model
+    from ofactl.probe import default_features_dir, model_label, prepare, rows_for, train_and_test
+    from ofactl.workspace import resolve_model
+
+    task = get_task(task) if isinstance(task, str) else task
+    m = model if isinstance(model, OFAModel) else load_model(resolve_model(model), device=device or "cpu")
+    if periods is None:
+        if m.calibration is None:
+            raise OfactlError(f"{m.model_dir} is not calibrated, so there is no default period range",
+                              hint=f"run `ofactl calibrate DATA --model {m.model_dir}`, or pass --periods")
+        periods = default_periods(m.calibration)
+    periods = [FramePeriod.parse(p) if isinstance(p, str) else p for p in periods]
+    lrs = list(lrs) if lrs else default_lrs(task)
+    seeds = list(seeds)
+    results = Path(results)
+    features_dir = Path(features_dir) if features_dir is not None else default_features_dir(results)
+    done = finished(results, m.model_sha256, task.name, model_label(m, pooling))
+    summary = SweepSummary(results)
+    total = len(periods) * len(seeds)
+    count = 0
+
+    def advance(text: str) -> None:
+        nonlocal count
+        count += 1
+        if progress:
+            progress(count, total, text)
+
+    if progress:
+        progress(0, total, f"{task.name}")
+    for p in periods:
+        todo = [s for s in seeds if _key(m.model_sha256, task.name, p.ms, s, str(layer)) not in done]
+        for s in seeds:
+            if s not in todo:
+                summary.skipped.append((str(p), s))
+                advance(f"{task.name} {p} seed {s}: done before")
+        if not todo:
+            continue
+        try:
+            prep = prepare(task, data, m, period=p, layer=layer, features_dir=features_dir, pooling=pooling)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # recorded, and the sweep goes on
+            line = _error_line(err)
+            for s in todo:
+                summary.written += append_rows(results, _failed_rows(task, m, p, s, layer, line, pooling=pooling))
+                summary.failed.append((str(p), s, line))
+                advance(f"{task.name} {p} seed {s}: failed")
+            continue
+        for s in todo:
+            try:
+                if prep.status == "infeasible":
+                    rows = rows_for(prep, None, seed=s, status="infeasible")
+                    summary.infeasible.append((str(p), s))
+                else:
+                    outcomes = [train_and_test(prep, lr=lr, seed=s, max_epochs=max_epochs, patience=patience)
+                                for lr in lrs]
+                    best = outcomes[0]
+                    for o in outcomes[1:]:
+                        a, b = o.dev[task.primary.name], best.dev[task.primary.name]
+                        if task.better(a, b) or (a == b and o.dev.get("loss", math.inf) < best.dev.get("loss", math.inf)):
+                            best = o  # a tie on the metric goes to the lower dev loss
+                    grid = ", ".join(f"{o.lr:g}: {o.dev[task.primary.name]:.4g}" for o in outcomes)
+                    rows = rows_for(prep, best, seed=s, note=f"lr chosen on dev {task.primary.name} ({grid})")
+                    summary.chosen[(str(p), s)] = best.lr
+                summary.written += append_rows(results, rows)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:
+                line = _error_line(err)
+                summary.written += append_rows(results, _failed_rows(task, m, p, s, layer, line, prep, pooling))
+                summary.failed.append((str(p), s, line))
+            advance(f"{task.name} {p} seed {s}")
+    return summary
+
+
+def _failed_rows(task: Task, m, p: FramePeriod, seed: int, layer, note: str, prep=None,
+                 pooling: str = "cif") -> list[ResultRow]:
+    from ofactl.probe import model_label
+
+    common = dict(model=model_label(m, pooling), model_sha256=m.model_sha256, task=task.name, target_period_ms=p.ms,
+                  lam=prep.lam if prep is not None and pooling == "cif" else None,
+                  measured_period_ms=prep.measured_period_ms if prep is not None else None,
+                  status="failed", note=note, seed=seed, layer=str(layer))
+    return [ResultRow(metric=metric.name, value=math.nan, higher_is_better=metric.higher_is_better, split="test",
+                      **common) for metric in task.metrics]
+
+
+__all__ = ["SweepSummary", "default_lrs", "default_periods", "finished", "run_sweep"]

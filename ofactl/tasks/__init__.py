@@ -1,0 +1,35 @@
+"""Downstream tasks (SUPERB subset) probed on frozen ofactl features.
+
+:data:`TASKS` maps each task name to its :class:`~ofactl.tasks.base.Task`
+(one module per task; the shared probe heads and training loop live in
+:mod:`ofactl.tasks.base`).  Not supported yet: ``qbe``, ``sf``, ``st``.
+"""
+
+from __future__ import annotations
+
+from ofactl.errors import OfactlError
+from ofactl.tasks import asr, er, ic, ks, pr, sid
+from ofactl.tasks.base import Metric, Task
+
+TASKS: dict[str, Task] = {
+    "ks": ks.TASK,
+    "ic": ic.TASK,
+    "sid": sid.TASK,
+    "er": er.TASK,
+    "pr": pr.TASK,
+    "asr": asr.TASK,
+}
+
+NOT_YET = ("qbe", "sf", "st")
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; one clear error line otherwise."""
+    if name in TASKS:
+        return TASKS[name]
+    if name in NOT_YET:
+        raise OfactlError(f"task {name!r} is not supported yet", hint=f"supported: {', '.join(TASKS)}")
+    raise OfactlError(f"unknown task {name!r}", hint=f"one of: {', '.join(TASKS)}")
+
+
+__all__ = ["Metric", "NOT_YET", "TASKS", "Task", "get_task"]

@@ -1,0 +1,440 @@
+"""What every downstream task shares: the task description, probe heads, batching and the training loop.
+
+A task (one file each in this package, collected in :data:`ofactl.tasks.TASKS`)
+says which corpus layout it reads and which of its splits are train / dev /
+test, how to get a label from an :class:`~ofactl.data.corpora.Utterance`,
+which probe head it trains, its loss and its metrics (name and direction).
+
+The training loop (:func:`fit`) is the same for all: Adam, one pass over the
+training set per epoch in a seeded random order, evaluation on dev after each
+epoch, early stopping after ``patience`` epochs without a better dev score,
+and the dev-best head state returned.  Batches are padded with the true
+number of frames of each utterance (never derived from a nominal rate).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number a task reports: ``name`` (a results-table ``metric``) and its direction."""
+
+    name: str
+    higher_is_better: bool
+
+
+@dataclass
+class Example:
+    """One utterance ready for a probe: its input (features, or cached upstream state) and its target."""
+
+    id: str
+    inputs: Any            # a (frames, dim) tensor for fixed features; anything the upstream understands otherwise
+    n_frames: int          # frames the probe will see (for batching and feasibility)
+    target: Any            # task-specific (class indices, token ids)
+
+
+@dataclass
+class Batch:
+    ids: list[str]
+    inputs: list[Any]
+    targets: list[Any]
+
+
+class Task:
+    """Base class: subclasses set the class attributes and implement the label/vocabulary/head/loss/metrics parts."""
+
+    name: str = ""
+    description: str = ""
+    layout: str = ""
+    #: the corpus splits used for training, early stopping and the final test
+    splits: tuple[str, str, str] = ("train", "dev", "test")
+    metrics: tuple[Metric, ...] = ()
+    #: CTC tasks need at least as many frames as their label sequence (plus repeats)
+    ctc: bool = False
+    #: default learning rate (the sweep searches a grid around it) and batch size
+    lr: float = 1e-3
+    batch_size: int = 32
+    #: default SGD learning rate of theta with --learn-lambda (REFERENCE.md: 1e-3 PR, 1e-2 SF/IC)
+    lambda_lr: float = 1e-2
+
+    # -- labels
+    def label(self, utt) -> Any | None:
+        """The raw label of an utterance, or None when it has none for this task (left out)."""
+        raise NotImplementedError
+
+    def vocabulary(self, train_labels: Sequence[Any]) -> Any:
+        """Built from the training labels only (unseen labels in dev/test count as errors)."""
+        raise NotImplementedError
+
+    def encode(self, label: Any, vocab: Any) -> Any:
+        raise NotImplementedError
+
+    # -- model
+    def head(self, in_dim: int, vocab: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, head: nn.Module, x: Tensor, lengths: Tensor, targets: list[Any]) -> Tensor:
+        raise NotImplementedError
+
+    def score(self, head: nn.Module, x: Tensor, lengths: Tensor, targets: list[Any], vocab: Any) -> dict[str, float]:
+        """Sufficient statistics of one batch (summed by :func:`evaluate`)."""
+        raise NotImplementedError
+
+    def finish(self, totals: dict[str, float]) -> dict[str, float]:
+        """Metric values from the summed statistics."""
+        raise NotImplementedError
+
+    @property
+    def primary(self) -> Metric:
+        return self.metrics[0]
+
+    def better(self, a: float, b: float) -> bool:
+        """Is dev score ``a`` better than ``b``?"""
+        if math.isnan(b):
+            return not math.isnan(a)
+        return a > b if self.primary.higher_is_better else a < b
+
+    def infeasible(self, example: Example) -> bool:
+        """A CTC target that the probe cannot emit in ``n_frames`` frames."""
+        if not self.ctc:
+            return False
+        t = list(example.target)
+        repeats = sum(1 for a, b in zip(t, t[1:]) if a == b)
+        return example.n_frames < len(t) + repeats
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+def valid_mask(lengths: Tensor, max_len: int) -> Tensor:
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class MeanPoolHead(nn.Module):
+    """SUPERB's utterance-level probe: linear projection -> mean over valid frames -> linear."""
+
+    def __init__(self, in_dim: int, n_out: int, proj_dim: int = 256):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, proj_dim)
+        self.out = nn.Linear(proj_dim, n_out)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        h = self.proj(x)
+        mask = valid_mask(lengths, x.shape[1]).unsqueeze(-1).to(h.dtype)
+        pooled = (h * mask).sum(1) / lengths.clamp(min=1).unsqueeze(-1).to(h.dtype)
+        return self.out(pooled)
+
+
+class LinearCTCHead(nn.Module):
+    """SUPERB's PR probe: one linear layer over frames; index 0 is the CTC blank."""
+
+    def __init__(self, in_dim: int, n_tokens: int):
+        super().__init__()
+        self.out = nn.Linear(in_dim, n_tokens + 1)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        return self.out(x)
+
+
+class BiLSTMCTCHead(nn.Module):
+    """SUPERB's ASR probe: a 2-layer bidirectional LSTM, then a linear layer; index 0 is the blank."""
+
+    def __init__(self, in_dim: int, n_tokens: int, hidden: int = 256, layers: int = 2, dropout: float = 0.2):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, hidden, num_layers=layers, bidirectional=True, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.out = nn.Linear(2 * hidden, n_tokens + 1)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return self.out(out)
+
+
+# ----------------------------------------------------------------------------- task families
+
+
+class ClassificationTask(Task):
+    """Utterance-level classification over one or more label fields; a hit needs every field right."""
+
+    fields: tuple[str, ...] = ()
+    metrics = (Metric("accuracy", True),)
+
+    def label(self, utt):
+        values = [utt.labels.get(f) for f in self.fields]
+        return None if any(v is None for v in values) else tuple(str(v) for v in values)
+
+    def vocabulary(self, train_labels):
+        return [sorted({lab[i] for lab in train_labels}) for i in range(len(self.fields))]
+
+    def encode(self, label, vocab):
+        index = [{v: j for j, v in enumerate(values)} for values in vocab]
+        return tuple(index[i].get(v, -1) for i, v in enumerate(label))  # -1: unseen in train, always wrong
+
+    def head(self, in_dim, vocab):
+        head = MeanPoolHead(in_dim, sum(len(v) for v in vocab))
+        head.sizes = [len(v) for v in vocab]
+        return head
+
+    def _split_logits(self, logits: Tensor, vocab) -> list[Tensor]:
+        return list(torch.split(logits, [len(v) for v in vocab], dim=-1))
+
+    def loss(self, head, x, lengths, targets):
+        logits = head(x, lengths)
+        sizes = head.sizes
+        parts = torch.split(logits, sizes, dim=-1)
+        t = torch.tensor(targets, device=logits.device).view(len(targets), len(sizes))
+        return sum(nn.functional.cross_entropy(p, t[:, i], ignore_index=-1) for i, p in enumerate(parts))
+
+    def score(self, head, x, lengths, targets, vocab):
+        logits = head(x, lengths)
+        parts = self._split_logits(logits, vocab)
+        t = torch.tensor(targets, device=logits.device).view(len(targets), len(vocab))
+        hit = torch.ones(len(targets), dtype=torch.bool, device=logits.device)
+        for i, p in enumerate(parts):
+            hit &= p.argmax(-1) == t[:, i]
+        return {"correct": float(hit.sum()), "n": float(len(targets))}
+
+    def finish(self, totals):
+        return {"accuracy": totals["correct"] / totals["n"] if totals.get("n") else float("nan")}
+
+
+
+class CTCTask(Task):
+    """Frame-level CTC over a token sequence; error rate = edit distance / reference length."""
+
+    ctc = True
+    head_kind = "linear"
+
+    def tokens(self, label) -> list[str]:
+        raise NotImplementedError
+
+    def vocabulary(self, train_labels):
+        return sorted({tok for lab in train_labels for tok in self.tokens(lab)})
+
+    def encode(self, label, vocab):
+        index = {t: i + 1 for i, t in enumerate(vocab)}  # 0 = blank
+        return [index.get(t, len(vocab) + 1) for t in self.tokens(label)]  # unseen token: never emitted
+
+    def head(self, in_dim, vocab):
+        head = LinearCTCHead(in_dim, len(vocab)) if self.head_kind == "linear" else BiLSTMCTCHead(in_dim, len(vocab))
+        head.n_tokens = len(vocab)
+        return head
+
+    def loss(self, head, x, lengths, targets):
+        logits = head(x, lengths)
+        keep = [i for i, t in enumerate(targets) if 0 < len(t) and _feasible(t, int(lengths[i]))
+                and max(t) <= head.n_tokens]
+        if not keep:
+            return logits.sum() * 0.0
+        log_probs = logits[keep].log_softmax(-1).transpose(0, 1)  # (T, B, C)
+        flat = torch.tensor([tok for i in keep for tok in targets[i]], dtype=torch.long)
+        target_lengths = torch.tensor([len(targets[i]) for i in keep], dtype=torch.long)
+        return nn.functional.ctc_loss(log_probs.float(), flat, lengths[keep].cpu(), target_lengths, blank=0,
+                                      reduction="mean", zero_infinity=True)
+
+    def decode(self, logits: Tensor, lengths: Tensor) -> list[list[int]]:
+        best = logits.argmax(-1).cpu()
+        out = []
+        for b in range(best.shape[0]):
+            seq = torch.unique_consecutive(best[b, : int(lengths[b])]).tolist()
+            out.append([s for s in seq if s != 0])
+        return out
+
+    def score(self, head, x, lengths, targets, vocab):
+        from torchaudio.functional import edit_distance
+
+        hyps = self.decode(head(x, lengths), lengths)
+        errors = sum(edit_distance(self.units(h, vocab), self.units(t, vocab)) for h, t in zip(hyps, targets))
+        ref = sum(len(self.units(t, vocab)) for t in targets)
+        return {"errors": float(errors), "ref": float(ref)}
+
+    def units(self, ids: list[int], vocab) -> list[str]:
+        """What the error rate counts (tokens for PER; words for WER)."""
+        return [vocab[i - 1] if 0 < i <= len(vocab) else "<unk>" for i in ids]
+
+
+def _feasible(target: Sequence[int], n_frames: int) -> bool:
+    repeats = sum(1 for a, b in zip(target, target[1:]) if a == b)
+    return n_frames >= len(target) + repeats
+
+
+# ----------------------------------------------------------------------------- batching and the loop
+
+
+def pad(tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """``(batch, max_frames, dim)`` zero-padded, and the true lengths."""
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
+    dim = tensors[0].shape[-1]
+    out = torch.zeros(len(tensors), max(int(lengths.max()), 1), dim, dtype=torch.float32)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t.float()
+    return out, lengths
+
+
+def batches(examples: Sequence[Example], batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """Seeded random order when ``generator`` is given, else length-sorted (evaluation)."""
+    if generator is not None:
+        order = torch.randperm(len(examples), generator=generator).tolist()
+    else:
+        order = sorted(range(len(examples)), key=lambda i: (examples[i].n_frames, examples[i].id))
+    for start in range(0, len(order), batch_size):
+        chunk = [examples[i] for i in order[start:start + batch_size]]
+        yield Batch([e.id for e in chunk], [e.inputs for e in chunk], [e.target for e in chunk])
+
+
+def fixed_upstream(inputs: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """The upstream of a probe on stored features: just pad them."""
+    return pad(inputs)
+
+
+Upstream = Callable[[list[Any]], tuple[Tensor, Tensor]]
+
+
+class Standardize:
+    """An upstream that pads stored features and standardises each dimension with training-set statistics.
+
+    A per-dimension affine map changes nothing a linear probe can express, but
+    it conditions the optimisation: frozen features (especially of a small or
+    barely trained model) can carry the information in directions with a tiny
+    variance compared with the shared offset, where plain Adam on the raw
+    features stalls.  Padding stays zero.
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor):
+        self.mean, self.std = mean.float(), std.float().clamp(min=1e-5)
+
+    @classmethod
+    def fit(cls, tensors: Iterable[Tensor]) -> "Standardize":
+        total, total_sq, n = None, None, 0
+        for t in tensors:
+            t = t.double()
+            s, sq = t.sum(0), (t * t).sum(0)
+            total = s if total is None else total + s
+            total_sq = sq if total_sq is None else total_sq + sq
+            n += t.shape[0]
+        mean = total / max(n, 1)
+        var = (total_sq / max(n, 1) - mean * mean).clamp(min=0)
+        return cls(mean.float(), var.sqrt().float())
+
+    def apply(self, x: Tensor, lengths: Tensor) -> Tensor:
+        mask = valid_mask(lengths.to(x.device), x.shape[1]).unsqueeze(-1)
+        return ((x - self.mean.to(x.device)) / self.std.to(x.device)) * mask
+
+    def __call__(self, inputs: list[Tensor]) -> tuple[Tensor, Tensor]:
+        x, lengths = pad(inputs)
+        return self.apply(x, lengths), lengths
+
+
+@torch.no_grad()
+def evaluate(task: Task, head: nn.Module, examples: Sequence[Example], vocab, upstream: Upstream = fixed_upstream,
+             batch_size: int = 64, device: str | torch.device = "cpu", with_loss: bool = False) -> dict[str, float]:
+    """Metrics of ``head`` on ``examples`` (and the mean loss, key ``loss``, with ``with_loss``)."""
+    was = head.training
+    head.eval()
+    totals: dict[str, float] = {}
+    loss_sum, n = 0.0, 0
+    for batch in batches(examples, batch_size):
+        x, lengths = upstream(batch.inputs)
+        x, lengths = x.to(device), lengths.to(device)
+        stats = task.score(head, x, lengths, batch.targets, vocab)
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0.0) + v
+        if with_loss:
+            loss_sum += float(task.loss(head, x, lengths, batch.targets)) * len(batch.ids)
+            n += len(batch.ids)
+    head.train(was)
+    metrics = task.finish(totals)
+    if with_loss:
+        metrics["loss"] = loss_sum / max(n, 1)
+    return metrics
+
+
+@dataclass
+class FitResult:
+    head: nn.Module               # with the dev-best weights loaded
+    dev: dict[str, float]         # dev metrics of the best epoch
+    best_epoch: int
+    epochs: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    extra_state: Any = None       # the upstream's trainable state at the best epoch (adaptive lambda)
+
+
+def fit(
+    task: Task,
+    train: Sequence[Example],
+    dev: Sequence[Example],
+    vocab,
+    in_dim: int,
+    *,
+    lr: float,
+    seed: int = 0,
+    max_epochs: int = 50,
+    patience: int = 5,
+    batch_size: int | None = None,
+    upstream: Upstream = fixed_upstream,
+    extra_optimizer: torch.optim.Optimizer | None = None,
+    extra_loss: Callable[[], Tensor] | None = None,
+    extra_state: Callable[[], Any] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    device: str | torch.device = "cpu",
+) -> FitResult:
+    """Train a fresh probe head with Adam; early stopping on the dev primary metric.
+
+    Deterministic for a given ``seed`` (head initialisation and batch order).
+    ``upstream(inputs) -> (x, lengths)`` turns a batch's inputs into padded
+    features; with ``extra_optimizer`` its parameters (e.g. theta of an
+    adaptive lambda) are trained jointly, ``extra_loss()`` is added to the
+    task loss (a rate penalty), and ``extra_state()`` is snapshotted with the
+    dev-best head.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    head = task.head(in_dim, vocab).to(device)
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    bs = batch_size or task.batch_size
+    best_state, best_extra, best_dev, best_epoch = None, None, {}, -1
+    best_score, best_loss = float("nan"), float("inf")
+    history = []
+    epoch = 0
+    for epoch in range(1, max_epochs + 1):
+        head.train()
+        for batch in batches(train, bs, generator):
+            x, lengths = upstream(batch.inputs)
+            loss = task.loss(head, x.to(device), lengths.to(device), batch.targets)
+            if extra_loss is not None:
+                loss = loss + extra_loss()
+            optimizer.zero_grad()
+            if extra_optimizer is not None:
+                extra_optimizer.zero_grad()
+            if loss.requires_grad:
+                loss.backward()
+                optimizer.step()
+                if extra_optimizer is not None:
+                    extra_optimizer.step()
+        scores = evaluate(task, head, dev, vocab, upstream, device=device, with_loss=True)
+        history.append(scores)
+        if on_epoch is not None:
+            on_epoch(epoch, scores)
+        score = scores[task.primary.name]
+        # a tie on the metric (common with small dev sets) is broken by the dev loss
+        improved = (best_state is None or task.better(score, best_score)
+                    or (score == best_score and scores["loss"] < best_loss))
+        if improved:
+            best_score, best_loss, best_dev, best_epoch = score, scores["loss"], scores, epoch
+            best_state = copy.deepcopy(head.state_dict())
+            best_extra = copy.deepcopy(extra_state()) if extra_state is not None else None
+        elif epoch - best_epoch >= patience:
+            break
+    head.load_state_dict(best_state)
+    return FitResult(head, best_dev, best_epoch, epoch, history, best_extra)

@@ -1,0 +1,27 @@
+"""``pr``: phone recognition on LibriSpeech (SUPERB PR): a linear CTC probe over phones, phone error rate."""
+
+from ofactl.tasks.base import CTCTask, Metric
+
+
+class PhoneRecognition(CTCTask):
+    name = "pr"
+    description = "phone recognition (LibriSpeech with phone transcripts), PER"
+    layout = "librispeech"
+    splits = ("train-clean-100", "dev-clean", "test-clean")
+    metrics = (Metric("per", False),)
+    head_kind = "linear"
+    lr = 1e-2
+    lambda_lr = 1e-3
+
+    def label(self, utt):
+        phones = utt.labels.get("phones")
+        return list(phones) if phones else None
+
+    def tokens(self, label):
+        return list(label)
+
+    def finish(self, totals):
+        return {"per": totals["errors"] / totals["ref"] if totals.get("ref") else float("nan")}
+
+
+TASK = PhoneRecognition()

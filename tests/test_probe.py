@@ -1,0 +1,135 @@
+"""Probes on the synthetic synth_corpus with a tiny random model: accuracy above chance, PER, infeasible periods,
+the feature cache, and the `ofactl probe` command."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ofactl.cli import app
+from ofactl.results import read_results
+from ofactl.workspace import MODEL_ENV_VAR
+
+runner = CliRunner()
+
+from probe_fixtures import DATA, SPEAKERS
+
+
+
+
+def test_sid_and_ks_well_above_chance_at_20ms(synth_corpus, calibrated_model, tmp_path):
+    from ofactl.probe import run_probe
+
+    sid = run_probe("sid", synth_corpus / DATA["sid"], calibrated_model, period="20ms", lr=1e-2, features_dir=tmp_path)
+    ks = run_probe("ks", synth_corpus / DATA["ks"], calibrated_model, period="20ms", lr=1e-2, features_dir=tmp_path)
+    sid_test = [r for r in sid if r.split == "test"][0]
+    ks_test = [r for r in ks if r.split == "test"][0]
+    # chance: SID 1/6 over 6 speakers; KS 1/12 (majority class 2/14)
+    assert sid_test.n_utterances == SPEAKERS and sid_test.value >= 3 / SPEAKERS, sid_test
+    assert ks_test.n_utterances == 14 and ks_test.value >= 4 / 14, ks_test
+    for r in sid + ks:
+        assert r.status == "ok" and r.target_period_ms == 20.0 and 19.0 < r.measured_period_ms < 21.5
+        assert r.lam is not None and r.lr == 1e-2 and r.layer == "last" and r.model == "tiny"
+        assert len(r.model_sha256) == 64
+
+
+def test_features_are_extracted_once_and_reused(synth_corpus, calibrated_model, tmp_path):
+    from ofactl.probe import features_path, run_probe
+    from ofactl.checkpoint import model_sha256
+
+    run_probe("ic", synth_corpus / DATA["ic"], calibrated_model, lam=0.5, features_dir=tmp_path, max_epochs=2)
+    sha = model_sha256(calibrated_model)
+    files = {s: features_path(tmp_path, sha, "ic", s, "lam0.5") for s in ("train", "dev", "test")}
+    assert all(f.is_file() for f in files.values())
+    stamps = {s: f.stat().st_mtime_ns for s, f in files.items()}
+    rows = run_probe("ic", synth_corpus / DATA["ic"], calibrated_model, lam=0.5, features_dir=tmp_path, max_epochs=2)
+    assert {s: f.stat().st_mtime_ns for s, f in files.items()} == stamps
+    assert [(r.split, r.metric, r.status) for r in rows] == [("test", "accuracy", "ok"), ("dev", "accuracy", "ok")]
+    assert len(list(tmp_path.rglob("*.h5"))) == 3
+
+
+def test_pr_reports_per_and_marks_an_infeasible_period(synth_corpus, calibrated_model, tmp_path):
+    from ofactl.probe import run_probe
+
+    ok = run_probe("pr", synth_corpus / DATA["pr"], calibrated_model, period="20ms", features_dir=tmp_path, max_epochs=4)
+    test = [r for r in ok if r.split == "test"]
+    assert [(r.metric, r.status, r.higher_is_better) for r in test] == [("per", "ok", False)]
+    assert 0.0 < test[0].value < 2.0
+    bad = run_probe("pr", synth_corpus / DATA["pr"], calibrated_model, period="400ms", features_dir=tmp_path)
+    assert {r.status for r in bad} == {"infeasible"} and all(math.isnan(r.value) for r in bad)
+    assert "fewer frames than labels" in bad[0].note and " of " in bad[0].note
+
+
+def test_asr_reports_wer_and_cer(synth_corpus, calibrated_model, tmp_path):
+    from ofactl.probe import run_probe
+
+    rows = run_probe("asr", synth_corpus / DATA["asr"], calibrated_model, period="40ms", features_dir=tmp_path, max_epochs=1)
+    assert [(r.split, r.metric, r.status) for r in rows] == [("test", "wer", "ok"), ("test", "cer", "ok"),
+                                                             ("dev", "wer", "ok")]
+    assert all(r.value >= 0 for r in rows)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(MODEL_ENV_VAR, raising=False)
+    return tmp_path
+
+
+def test_cli_probe_appends_rows(synth_corpus, calibrated_model, in_tmp):
+    result = runner.invoke(app, ["probe", "--task", "sid", "--period", "40ms", "--model", str(calibrated_model), "--data",
+                                 str(synth_corpus / DATA["sid"]), "--max-epochs", "2", "--seed", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    df = read_results(in_tmp / "results.csv")
+    assert list(df["split"]) == ["test", "dev"] and set(df["seed"]) == {3}
+    assert (df["target_period_ms"] == 40.0).all() and (df["status"] == "ok").all()
+    assert (in_tmp / "features").is_dir()
+    assert "appended" in result.stdout
+
+
+def test_cli_probe_data_from_the_workspace_and_clear_errors(synth_corpus, calibrated_model, in_tmp):
+    base = ["probe", "--task", "sid", "--model", str(calibrated_model), "--quiet"]
+    result = runner.invoke(app, base + ["--period", "40ms"])
+    assert result.exit_code != 0 and "no dataset for task sid" in str(result.exception)
+    (in_tmp / "ofactl.toml").write_text(f'results = "out.csv"\n[data]\nsid = "{synth_corpus / DATA["sid"]}"\n')
+    result = runner.invoke(app, base + ["--lambda", "0.3", "--max-epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert (read_results(in_tmp / "out.csv")["lambda"] == 0.3).all()
+    result = runner.invoke(app, base + ["--period", "40ms", "--lambda", "0.3"])
+    assert "exactly one of --period, --lambda and --learn-lambda" in str(result.exception)
+    result = runner.invoke(app, base + ["--period", "40ms", "--rate-penalty", "1"])
+    assert "need --learn-lambda" in str(result.exception)
+    result = runner.invoke(app, ["probe", "--task", "qbe", "--period", "40ms", "--quiet"])
+    assert "not supported yet" in str(result.exception)
+
+
+# ----------------------------------------------------------------------------- average-pooling baseline
+
+
+def test_average_pool_hits_the_period_and_averages_contiguous_runs():
+    from ofactl.probe import average_pool
+
+    x = torch.arange(10.0)[:, None].repeat(1, 2)
+    assert torch.equal(average_pool(x, 20.0), x)
+    out = average_pool(x, 40.0)
+    assert out.shape == (5, 2) and torch.equal(out[:, 0], torch.tensor([0.5, 2.5, 4.5, 6.5, 8.5]))
+    assert average_pool(x, 60.0).shape[0] == 3 and average_pool(x, 5000.0).shape == (1, 2)
+    assert float(average_pool(x, 5000.0)[0, 0]) == pytest.approx(4.5)
+
+
+def test_cli_probe_average_pooling_baseline(synth_corpus, calibrated_model, in_tmp):
+    args = ["probe", "--task", "sid", "--model", str(calibrated_model), "--data", str(synth_corpus / DATA["sid"]), "--quiet",
+            "--max-epochs", "2", "--pooling", "avg"]
+    result = runner.invoke(app, args + ["--period", "80ms"])
+    assert result.exit_code == 0, result.output
+    df = read_results(in_tmp / "results.csv")
+    assert (df["model"] == "tiny+avgpool").all() and df["lambda"].isna().all()
+    assert 76 < df["measured_period_ms"].iloc[0] < 84 and (df["target_period_ms"] == 80.0).all()
+    result = runner.invoke(app, args + ["--lambda", "0.5"])
+    assert "needs --period" in str(result.exception)
