@@ -551,7 +551,7 @@ def render_profile(profile: Profile):
     batches = sorted({b for r in profile.rows for b in r.throughput})
     source = "the model's calibration" if profile.lam_source == "calibration" else "solved on the profiling audio"
     table = Table(title=f"Compute profile of {profile.model}: GMAC per second of audio ({profile.duration_s:g} s utterance)",
-                  caption=f"MACs = FLOPs/2 (torch FlopCounterMode; CIF counted by hand); total = inference, "
+                  caption="MACs = FLOPs/2 (torch FlopCounterMode; CIF counted by hand); total = inference, "
                           "(heads) run in pretraining only; "
                           + (f"thru b<B> = audio seconds per second at batch B on {profile.device_name}; "
                              if batches else "")
