@@ -3,7 +3,8 @@
 # tiny preset, on CPU.  Stages (each skipped once its .done marker exists):
 #   0 synthesise the corpus       3 calibrate on the train split
 #   1 guidance segments           4 extract dev+test at 20, 90 and 960 ms
-#   2 pretrain OFA (lambda_max 2) 5 sweep + 6 plot (once those commands exist)
+#   2 pretrain OFA (lambda_max 2) 5 sweep KS, SID, IC, PR over $PERIODS
+#                                 6 plot the trade-off (exp/mini/tradeoff.png)
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +13,7 @@ EXP=${EXP:-exp/mini}
 OFACTL=${OFACTL:-.venv/bin/ofactl}
 TEACHER=${TEACHER:-tiny-random}
 STEPS=${STEPS:-600}
+PERIODS=${PERIODS:-20ms,40ms,90ms,200ms,500ms,960ms}
 stage=0
 stop_stage=100
 while [ $# -gt 0 ]; do
@@ -25,7 +27,6 @@ done
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') [mini] $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && [ ! -f "$EXP/.$2.done" ]; }
 done_stage() { touch "$EXP/.$1.done"; }
-has_command() { $OFACTL "$1" --help >/dev/null 2>&1; }
 mkdir -p "$EXP"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
@@ -45,15 +46,15 @@ fi
 if run_stage 2 pretrain; then
   log "stage 2: OFA pretraining, lambda ~ U[0, 2), $STEPS steps"
   resume=""
-  [ -f "$EXP/ofa/model/train_state.pt" ] && resume="--resume"
+  [ -f "$EXP/ofa-lmax2/train_state.pt" ] && resume="--resume"
   $OFACTL pretrain --config recipes/mini/pretrain.yaml --data "$EXP/corpus/LibriSpeech" \
-    --teacher "$TEACHER" --segments "$EXP/segments.tsv" --out "$EXP/ofa/model" --max-steps "$STEPS" $resume --quiet
+    --teacher "$TEACHER" --segments "$EXP/segments.tsv" --out "$EXP/ofa-lmax2" --max-steps "$STEPS" $resume --quiet
   done_stage pretrain
 fi
 
 if run_stage 3 calibrate; then
   log "stage 3: calibrate lambda <-> frame period on the train split"
-  $OFACTL calibrate "$EXP/corpus/LibriSpeech" --model "$EXP/ofa/model" --split train-clean-100 --quiet
+  $OFACTL calibrate "$EXP/corpus/LibriSpeech" --model "$EXP/ofa-lmax2" --split train-clean-100 --quiet
   done_stage calibrate
 fi
 
@@ -63,32 +64,27 @@ if run_stage 4 extract; then
     for split in dev-clean test-clean; do
       log "stage 4: extract $split at $period"
       $OFACTL extract --period "$period" "$EXP/corpus/LibriSpeech" "$EXP/features/$split-$period.h5" \
-        --split "$split" --model "$EXP/ofa/model" --workers 1 --quiet
+        --split "$split" --model "$EXP/ofa-lmax2" --workers 1 --quiet
     done
   done
   done_stage extract
 fi
 
 if run_stage 5 sweep; then
-  if has_command sweep; then
-    log "stage 5: sweeps over frame periods"
-    for task in ks sid ic pr; do
-      $OFACTL sweep --task "$task" --model "$EXP/ofa/model" --results "$EXP/results.csv" --quiet
-    done
-    done_stage sweep
-  else
-    log "stage 5: skipped: this ofactl has no 'sweep' command yet"
-  fi
+  log "stage 5: sweeps over frame periods ($PERIODS)"
+  for pair in ks:speech_commands_v0.01 sid:VoxCeleb1 ic:fluent_speech_commands_dataset pr:LibriSpeech; do
+    task=${pair%%:*}
+    $OFACTL sweep --task "$task" --data "$EXP/corpus/${pair#*:}" --model "$EXP/ofa-lmax2" \
+      --periods "$PERIODS" --results "$EXP/results.csv" --quiet
+  done
+  done_stage sweep
 fi
 
 if run_stage 6 plot; then
-  if has_command plot && [ -f "$EXP/results.csv" ]; then
-    log "stage 6: trade-off figure"
-    $OFACTL plot "$EXP/results.csv" -o "$EXP/tradeoff.png"
-    done_stage plot
-  else
-    log "stage 6: skipped: no 'plot' command or no results yet"
-  fi
+  log "stage 6: trade-off figure and table"
+  $OFACTL plot "$EXP/results.csv" -o "$EXP/tradeoff.png"
+  $OFACTL plot "$EXP/results.csv" --table
+  done_stage plot
 fi
 
 log "done; everything is under $EXP"
