@@ -201,9 +201,11 @@ def run_adaptive(
     measured = _measured_period_ms(upstream, examples["test"])
     note = (f"learned lambda (init {lam_init:.4g}, lambda_max {lam_max:.4g}, SGD lr {lambda_lr:g}, "
             f"rate penalty {rate_penalty:g}, best epoch {result.best_epoch} of {result.epochs})")
+    from ofactl.profile import inference_macs_per_second
+
     common = dict(model=m.model_dir.name, model_sha256=m.model_sha256, task=task.name, lam=learned,
                   target_period_ms=None, measured_period_ms=measured, status="ok", note=note, seed=seed, lr=lr,
-                  layer=str(layer))
+                  layer=str(layer), macs_per_second=inference_macs_per_second(m.student, measured))
     rows = [ResultRow(metric=metric.name, value=test[metric.name], higher_is_better=metric.higher_is_better,
                       split="test", n_utterances=len(examples["test"]), **common) for metric in task.metrics]
     rows.append(ResultRow(metric=task.primary.name, value=result.dev[task.primary.name],

@@ -250,6 +250,12 @@ def rows_for(prep: Prepared, outcome: Outcome | None, *, seed: int, lr: float | 
     task = prep.task
     status = status or ("ok" if outcome is not None else "failed")
     notes = [n for n in (note, prep.infeasible_note()) if n]
+    if macs_per_second is None and prep.measured_period_ms:
+        from ofactl.profile import inference_macs_per_second
+
+        # average pooling runs the whole 20 ms model and pools afterwards
+        period_ms = 20.0 if prep.pooling == "avg" else prep.measured_period_ms
+        macs_per_second = inference_macs_per_second(prep.model.student, period_ms)
     common = dict(model=model_label(prep.model, prep.pooling), model_sha256=prep.model.model_sha256, task=task.name,
                   lam=prep.lam if prep.pooling == "cif" else None, target_period_ms=prep.target_period_ms, measured_period_ms=prep.measured_period_ms,
                   status=status, note="; ".join(notes), seed=seed, lr=lr if lr is not None else

@@ -581,3 +581,29 @@ def reduction_lines(profile: Profile) -> list[str]:
         lines.append("transformer-layer MAC reduction (layers + CIF module vs the 20 ms layers): "
                      + "; ".join(r.text() for r in profile.reductions))
     return lines + profile.notes
+
+
+_MACS_CACHE: dict[tuple[int, int, float], float] = {}
+
+
+def inference_macs_per_second(student: nn.Module, period_ms: float, seconds: float = 10.0) -> float:
+    """Inference MACs per second of audio (CNN, alpha module, CIF, projection, layers; no heads) at ``period_ms``.
+
+    Counted with :func:`count_macs` on ``seconds`` of noise compressed to
+    ``round(seconds / period)`` output frames (the MACs depend on the frame
+    count, not on the audio); cached per model object, frame count and length,
+    so a sweep pays for it once per period.
+    """
+    samples = int(seconds * 16000)
+    t_frames = int(student.feature_extractor.output_lengths(torch.tensor([samples]))[0])
+    n_frames = max(1, min(t_frames, int(round(seconds * 1000.0 / max(float(period_ms), 1e-9)))))
+    key = (id(student), n_frames, seconds)
+    if key not in _MACS_CACHE:
+        generator = torch.Generator().manual_seed(0)
+        audio = torch.randn(1, samples, generator=generator) * 0.1
+        device = next(student.parameters()).device
+        front, backs, _, _ = count_macs(student, audio.to(device), [n_frames])
+        back = backs[0]
+        total = front["cnn"] + front["alpha"] + back["cif"] + back["projection"] + back["layers"]
+        _MACS_CACHE[key] = total / seconds
+    return _MACS_CACHE[key]

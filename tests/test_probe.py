@@ -61,6 +61,8 @@ def test_pr_reports_per_and_marks_an_infeasible_period(synth_corpus, calibrated_
     bad = run_probe("pr", synth_corpus / DATA["pr"], calibrated_model, period="400ms", features_dir=tmp_path)
     assert {r.status for r in bad} == {"infeasible"} and all(math.isnan(r.value) for r in bad)
     assert "fewer frames than labels" in bad[0].note and " of " in bad[0].note
+    # compute per second of audio: the 400 ms rows cost less than the 20 ms rows, the CNN floor stays
+    assert 0 < bad[0].macs_per_second < test[0].macs_per_second
 
 
 def test_asr_reports_wer_and_cer(synth_corpus, calibrated_model, tmp_path):

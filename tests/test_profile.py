@@ -179,3 +179,21 @@ def test_cli_bad_input_is_one_line(argv, message, capsys: pytest.CaptureFixture[
     lines = err.strip().splitlines()
     assert lines[0].startswith("error: ") and message in lines[0], err
     assert len(lines) <= 2 and "Traceback" not in err
+
+
+def test_inference_macs_per_second_shrinks_with_the_period_and_matches_count_macs():
+    import torch
+
+    from ofactl.model import OFAStudent, StudentConfig
+    from ofactl.profile import count_macs, inference_macs_per_second
+
+    torch.manual_seed(0)
+    student = OFAStudent(StudentConfig.preset("tiny")).eval()
+    at_20 = inference_macs_per_second(student, 20.0, seconds=2.0)
+    at_90 = inference_macs_per_second(student, 90.0, seconds=2.0)
+    at_960 = inference_macs_per_second(student, 960.0, seconds=2.0)
+    assert at_20 > at_90 > at_960 > 0
+    front, backs, _, _ = count_macs(student, torch.randn(1, 32000) * 0.1, [22])
+    want = (front["cnn"] + front["alpha"] + backs[0]["cif"] + backs[0]["projection"] + backs[0]["layers"]) / 2.0
+    assert at_90 == pytest.approx(want, rel=1e-9)
+    assert at_960 > (front["cnn"] + front["alpha"]) / 2.0  # the CNN floor is never removed
