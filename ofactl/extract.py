@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -36,11 +36,60 @@ def _corpus(data: str | Path, layout: str | None, split: str | None, id_from: st
     return probe(corpus)
 
 
-def _batches(utts, max_batch_s: float, num_workers: int):
+class Failed(NamedTuple):
+    """An utterance that could not be read: its id, path and the AudioError."""
+
+    id: str
+    path: str
+    error: Any
+
+
+class Long(NamedTuple):
+    """A long utterance, read whole, for the chunked path."""
+
+    id: str
+    wave: torch.Tensor
+
+
+def iter_audio(utts, *, chunk_s: float, max_batch_s: float, num_workers: int, progress: Progress | None = None,
+               done: int = 0, total: int | None = None):
+    """The audio of ``utts`` as work items, in one pass.
+
+    Utterances up to ``chunk_s`` seconds come as padded
+    :class:`~ofactl.data.batching.Batch` es (length-bucketed, read in
+    ``num_workers`` processes); longer ones as :class:`Long` (one at a time, for
+    the chunked path); every file that cannot be read as a :class:`Failed`.
+    ``progress(done, total)`` is called after each item.
+    """
+    from ofactl.data.audio import AudioError, load_audio
     from ofactl.data.batching import AudioItem, make_loader
 
-    items = [AudioItem(u.id, u.path, u.offset_s, u.duration_s) for u in utts]
-    return make_loader(items, [u.duration_s for u in utts], max_batch_s=max_batch_s, num_workers=num_workers)
+    total = len(utts) + done if total is None else total
+    short = [u for u in utts if u.duration_s <= chunk_s]
+    path_of = {u.id: u.path for u in short}
+    if short:
+        items = [AudioItem(u.id, u.path, u.offset_s, u.duration_s) for u in short]
+        loader = make_loader(items, [u.duration_s for u in short], max_batch_s=max_batch_s, num_workers=num_workers)
+        for batch in loader:
+            for _, utt_id, err in batch.errors:
+                yield Failed(utt_id, path_of[utt_id], err)
+            if batch.audio.shape[0]:
+                yield batch
+            done += len(batch.ids) + len(batch.errors)
+            if progress:
+                progress(done, total)
+    for u in utts:
+        if u.duration_s <= chunk_s:
+            continue
+        try:
+            wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
+        except AudioError as err:
+            yield Failed(u.id, u.path, err)
+        else:
+            yield Long(u.id, wave)
+        done += 1
+        if progress:
+            progress(done, total)
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -74,7 +123,6 @@ def measure_calibration(
         the saved :class:`ofactl.calibrate.Calibration`.
     """
     from ofactl.calibrate import AlphaStats, alpha_stats, build_calibration
-    from ofactl.data.audio import AudioError, load_audio
     from ofactl.inference import OFAModel, load_model
 
     m = model if isinstance(model, OFAModel) else load_model(model, device=device)
@@ -84,37 +132,22 @@ def measure_calibration(
             report(problem)
     if not corpus.utterances:
         raise OfactlError(f"{data}: no readable utterances to calibrate on", hint="run `ofactl data inspect` on it")
-    short = [u for u in corpus.utterances if u.duration_s <= chunk_s]
-    long = [u for u in corpus.utterances if u.duration_s > chunk_s]
     stats: list[AlphaStats] = []
     durations: list[float] = []
-    done, total = 0, len(corpus.utterances)
     with torch.inference_mode():
-        if short:
-            for batch in _batches(short, max_batch_s, num_workers):
-                for _, _, err in batch.errors:
-                    if report is not None:
-                        report(err)
-                if batch.audio.shape[0]:
-                    _, frame_lengths, alpha = m.student.front(batch.audio.to(m.device), batch.lengths.to(m.device))
-                    stats.append(alpha_stats(alpha.float().cpu(), frame_lengths.cpu()))
-                    durations += (batch.lengths.double() / 16000).tolist()
-                done += len(batch.ids) + len(batch.errors)
-                if progress:
-                    progress(done, total)
-        for u in long:
-            try:
-                wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
-            except AudioError as err:
+        for item in iter_audio(corpus.utterances, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
+                               progress=progress):
+            if isinstance(item, Failed):
                 if report is not None:
-                    report(err)
-                continue
-            _, alpha = m.front_long(wave, chunk_s=min(chunk_s, 30.0))
-            stats.append(alpha_stats(alpha.float().cpu()))
-            durations.append(wave.shape[0] / 16000)
-            done += 1
-            if progress:
-                progress(done, total)
+                    report(item.error)
+            elif isinstance(item, Long):
+                _, alpha = m.front_long(item.wave, chunk_s=min(chunk_s, 30.0))
+                stats.append(alpha_stats(alpha.float().cpu()))
+                durations.append(item.wave.shape[0] / 16000)
+            else:
+                _, frame_lengths, alpha = m.student.front(item.audio.to(m.device), item.lengths.to(m.device))
+                stats.append(alpha_stats(alpha.float().cpu(), frame_lengths.cpu()))
+                durations += (item.lengths.double() / 16000).tolist()
     if lam_max is None:
         training = getattr(m.student, "checkpoint", None)
         trained = getattr(training, "training", None) or {}
@@ -178,7 +211,6 @@ def extract_features(
     """
     from ofactl import __version__
     from ofactl import distributed as D
-    from ofactl.data.audio import AudioError, load_audio
     from ofactl.features import FeatureWriter, Record, is_complete, merge, read_attrs, run_fingerprint
     from ofactl.inference import OFAModel, load_model, parse_layer
 
@@ -237,34 +269,20 @@ def extract_features(
     if progress:
         progress(done, total)
 
-    short = [u for u in todo if u.duration_s <= chunk_s]
-    long = [u for u in todo if u.duration_s > chunk_s]
-    by_id = {u.id: u for u in todo}
     with writer:
-        if short:
-            for batch in _batches(short, max_batch_s, num_workers):
-                for _, utt_id, err in batch.errors:
-                    writer.skip(utt_id, by_id[utt_id].path, f"{err.reason}: {err.detail}")
-                if batch.audio.shape[0]:
-                    encoded = m.encode_batch(batch.audio, batch.lengths, None if exact else lam, exact_ms, layer)
-                    writer.write([Record(i, e.features, e.frame_times_s, e.duration_s, e.lam)
-                                  for i, e in zip(batch.ids, encoded)])
-                    audio_s += float(batch.lengths.sum()) / 16000
-                done += len(batch.ids) + len(batch.errors)
-                if progress:
-                    progress(done, total)
-        for u in long:
-            try:
-                wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
-            except AudioError as err:
-                writer.skip(u.id, u.path, f"{err.reason}: {err.detail}")
-            else:
-                e = m.encode_long(wave, None if exact else lam, exact_ms, layer, chunk_s=min(chunk_s, 30.0))
-                writer.write([Record(u.id, e.features, e.frame_times_s, e.duration_s, e.lam)])
+        for item in iter_audio(todo, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
+                               progress=progress, done=done, total=total):
+            if isinstance(item, Failed):
+                writer.skip(item.id, item.path, f"{item.error.reason}: {item.error.detail}")
+            elif isinstance(item, Long):
+                e = m.encode_long(item.wave, None if exact else lam, exact_ms, layer, chunk_s=min(chunk_s, 30.0))
+                writer.write([Record(item.id, e.features, e.frame_times_s, e.duration_s, e.lam)])
                 audio_s += e.duration_s
-            done += 1
-            if progress:
-                progress(done, total)
+            else:
+                encoded = m.encode_batch(item.audio, item.lengths, None if exact else lam, exact_ms, layer)
+                writer.write([Record(i, e.features, e.frame_times_s, e.duration_s, e.lam)
+                              for i, e in zip(item.ids, encoded)])
+                audio_s += float(item.lengths.sum()) / 16000
         if env.distributed:
             writer.flush()
     summary: dict[str, Any] = {}
