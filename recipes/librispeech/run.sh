@@ -17,20 +17,9 @@ NGPU=${NGPU:-8}
 OFACTL=${OFACTL:-ofactl}
 PERIODS=${PERIODS:-"20ms 40ms 90ms 160ms 320ms 960ms"}
 TASKS=${TASKS:-"pr ks ic sid er asr"}
+RECIPE=librispeech
 stage=1
-stop_stage=100
-while [ $# -gt 0 ]; do
-  case $1 in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') [librispeech] $*"; }
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && [ ! -f "$EXP/.$2.done" ]; }
-done_stage() { touch "$EXP/.$1.done"; }
-mkdir -p "$EXP"
+source recipes/stages.sh "$@"
 
 if run_stage 1 segments; then
   log "stage 1: HuBERT-code guidance segments on train-960"

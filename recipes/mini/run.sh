@@ -14,20 +14,9 @@ OFACTL=${OFACTL:-.venv/bin/ofactl}
 TEACHER=${TEACHER:-tiny-random}
 STEPS=${STEPS:-600}
 PERIODS=${PERIODS:-20ms,40ms,90ms,200ms,500ms,960ms}
+RECIPE=mini
 stage=0
-stop_stage=100
-while [ $# -gt 0 ]; do
-  case $1 in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') [mini] $*"; }
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] && [ ! -f "$EXP/.$2.done" ]; }
-done_stage() { touch "$EXP/.$1.done"; }
-mkdir -p "$EXP"
+source recipes/stages.sh "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 if run_stage 0 synth; then
