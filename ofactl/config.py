@@ -136,3 +136,30 @@ def save_yaml(obj: Any, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, yaml.safe_dump(to_plain(obj), sort_keys=False))
+
+
+def parse_assignments(items: list[str], option: str = "--set") -> dict[str, Any]:
+    """``["optim.lr=5e-4", "fixed_lambda=1"]`` -> ``{"optim.lr": 0.0005, "fixed_lambda": 1}``.
+
+    Values are read with ``yaml.safe_load`` (numbers, booleans, null, lists),
+    never evaluated; the keys are checked later, strictly, by :func:`from_dict`.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise OfactlError(f"{option} {item!r}: expected KEY=VALUE", hint=f"e.g. {option} optim.lr=5e-4")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise OfactlError(f"{option} {item!r}: the value is not valid YAML", hint="quote strings with spaces") from None
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads 5e-4 (no dot) as a string; a user means the number
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf") else value
+            except ValueError:
+                pass
+        out[key] = value
+    return out

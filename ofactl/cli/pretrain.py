@@ -24,13 +24,21 @@ def pretrain(
     out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help="Model directory to write.")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Optimiser steps (overrides steps).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", show_default=False,
+        help="Override a config key (dotted for nested, e.g. optim.lr=5e-4; the value is read as YAML). "
+             "Repeatable.")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Pretrain one OFA student: one lambda ~ U[0, lambda_max] per step (runs under torchrun too)."""
     from ofactl.train import load_pretrain_config, pretrain as run_pretrain
 
-    cfg = load_pretrain_config(config, **{"data.path": data, "teacher": teacher, "segments": segments, "out": out,
-                                          "steps": max_steps})
+    from ofactl.config import parse_assignments
+
+    overrides = parse_assignments(set_ or [], option="--set")
+    overrides.update({k: v for k, v in {"data.path": data, "teacher": teacher, "segments": segments, "out": out,
+                                         "steps": max_steps}.items() if v is not None})
+    cfg = load_pretrain_config(config, **overrides)
     result = run_pretrain(cfg, resume=resume, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
