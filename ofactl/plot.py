@@ -18,7 +18,9 @@ Rules
   "baseline", or when all its rows (task ``profile`` aside) have one frame
   period (a fixed-rate model cannot draw a line).  Every other model is an
   *OFA model*, drawn as a line through its periods.  Baselines are drawn as
-  ``x``, previous works as ``+``.
+  ``x``, previous works as ``+``.  Rows of a learned lambda (``probe
+  --learn-lambda``, note "learned lambda ...") are drawn apart from their
+  model's line, as a star named "<model>, learned λ".
 * **x.**  ``x="period"``: the row's ``measured_period_ms`` (its
   ``target_period_ms`` when not measured); log scale for KS, IC, SID and ER as
   in the paper, linear for the others (``log_x`` overrides).  ``x="macs"``:
@@ -195,6 +197,11 @@ def _clean(df: "pd.DataFrame", warn: Warn) -> "pd.DataFrame":
     return df
 
 
+#: adaptive-lambda rows (``ofactl probe --learn-lambda``) start their note with this
+LEARNED_NOTE = "learned lambda"
+LEARNED_SUFFIX = ", learned λ"
+
+
 def classify_models(df: "pd.DataFrame") -> dict[str, str]:
     """``{model: "ofa" | "baseline" | "previous"}`` by the rule in the module docstring."""
     kinds: dict[str, str] = {}
@@ -302,7 +309,11 @@ def prepare_results(
     if df.empty:
         raise OfactlError("nothing to plot after filtering", hint="check --tasks, --models and --split")
 
+    learned = df["note"].fillna("").astype(str).str.startswith(LEARNED_NOTE)
+    if learned.any():  # adaptive-lambda rows: their own marker, apart from the model's line
+        df = df.assign(model=df["model"].astype(str).where(~learned, df["model"].astype(str) + LEARNED_SUFFIX))
     kinds = classify_models(df)
+    kinds.update({m: "learned" for m in set(df.loc[learned, "model"])})
     period = df["measured_period_ms"].where(df["measured_period_ms"].notna(), df["target_period_ms"])
     target = df["target_period_ms"].where(df["target_period_ms"].notna(), df["measured_period_ms"])
     df = df.assign(_period=period, period_ms=target)
@@ -455,11 +466,11 @@ def plot_results(
 
     points = prepare_results(results, tasks=tasks, models=models, x=x, split=split, warn=warn)
     kinds = points.drop_duplicates("model").set_index("model")["kind"].to_dict()
-    order = {"ofa": 0, "baseline": 1, "previous": 2}
+    order = {"ofa": 0, "learned": 1, "baseline": 2, "previous": 3}
     model_order = sorted(kinds, key=lambda m: (order[kinds[m]], m))
     colour = {m: OKABE_ITO[i % len(OKABE_ITO)] for i, m in enumerate(model_order)}
     marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(model_order)}
-    suffix = {"ofa": "", "baseline": " (baseline)", "previous": " (previous work)"}
+    suffix = {"ofa": "", "learned": "", "baseline": " (baseline)", "previous": " (previous work)"}
 
     panels = list(points.groupby(["task", "metric"], sort=False))
     metrics_per_task = points.groupby("task")["metric"].nunique().to_dict()
@@ -493,7 +504,8 @@ def plot_results(
                                       markersize=3.5, linewidth=1.2, label=label)
                 else:
                     (line,) = ax.plot(ok["x"], ok["value"] * mult, color=colour[model], linestyle="none",
-                                      marker="x" if kind == "baseline" else "+", markersize=6.5,
+                                      marker={"baseline": "x", "learned": "*"}.get(kind, "+"),
+                                      markersize=9 if kind == "learned" else 6.5,
                                       markeredgewidth=1.5, label=label)
                 line.set_gid(f"{kind}:{model}")
                 handles.setdefault(label, line)

@@ -391,3 +391,18 @@ def test_calibrate_cli_plot(tmp_path: Path) -> None:
     result = runner.invoke(app, ["calibrate", str(wavs), "--model", str(model_dir), "--plot", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"\x89PNG") and f"wrote {out}" in result.stdout
+
+
+def test_learned_lambda_rows_get_their_own_star(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    rows = [row("ofa", "ic", "accuracy", v, p, True) for p, v in ((20, 0.9), (90, 0.85), (320, 0.7))]
+    rows.append(row("ofa", "ic", "accuracy", 0.88, None, True, lam=0.7, measured_period_ms=41.0,
+                    note="learned lambda (init 1, lambda_max 2, SGD lr 0.01, rate penalty 0)"))
+    append_rows(path, rows)
+    fig = plot_results(path)
+    lines = lines_by_gid(fig.axes[0])
+    assert set(lines) == {"ofa:ofa", "learned:ofa, learned λ"}
+    np.testing.assert_allclose(lines["ofa:ofa"].get_xdata(), [20.4, 91.8, 326.4])   # the line keeps its 3 periods
+    star = lines["learned:ofa, learned λ"]
+    assert star.get_marker() == "*" and list(star.get_xdata()) == [41.0] and list(star.get_ydata()) == [88.0]
+    assert legend_texts(fig) == ["ofa", "ofa, learned λ"]
