@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ofactl-installed
 # torch 2.14.1 + torchaudio 2.11.0 is the pair known to import together here.
 TORCH := torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: setup system-deps test demo clean
+.PHONY: setup system-deps test demo bench clean
 
 setup: system-deps $(STAMP)
 
@@ -28,6 +28,11 @@ test: setup
 
 demo: setup
 	bash recipes/mini/run.sh
+
+# All benchmarks, one table (a report: exit 0 even when a goal is missed).
+# Flags through ARGS, e.g. make bench ARGS="--quick" or ARGS="--long-minutes 60 --json bench.json".
+bench: setup
+	$(BIN)/python benchmarks/run_all.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) exp .pytest_cache .hypothesis

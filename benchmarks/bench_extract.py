@@ -15,6 +15,7 @@ Goals (issue 5): at 90 ms the extraction <= 1.10x the CNN floor; at 20 ms CIF
 costs <= 3% over no CIF; at 90 ms the file is <= 1/4 the size of 20 ms.
 
 Run: python benchmarks/bench_extract.py [--preset distilhubert|tiny] [--batches N] [--long-minutes M]
+(or all benchmarks in one table: python benchmarks/run_all.py)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,6 +37,8 @@ from ofactl.features import FeatureWriter, Record
 from ofactl.inference import OFAModel
 from ofactl.layers import run_encoder
 from ofactl.model import OFAStudent, StudentConfig
+
+from common import Result, at_most, info  # benchmarks/common.py (the script's directory is on sys.path)
 
 PERIODS_MS = (20, 40, 90, 160, 960)
 
@@ -71,23 +75,34 @@ print(json.dumps({{"frames": int(out.features.shape[0]), "seconds": time.perf_co
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="distilhubert", choices=["distilhubert", "tiny"])
-    parser.add_argument("--batches", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--long-minutes", type=float, default=0.0, help="also measure memory on this much audio")
-    args = parser.parse_args()
+def measure(
+    quick: bool = False,
+    preset: str = "distilhubert",
+    batches: int | None = None,
+    batch: int = 8,
+    seconds: float = 10.0,
+    repeat: int = 2,
+    long_minutes: float = 0.0,
+    log: Callable[[str], None] | None = None,
+) -> list[Result]:
+    """Time extraction per period against the CNN floor and no CIF; ``log`` gets the detailed table's lines.
 
+    ``quick`` uses one batch instead of three (unless ``batches`` is given).
+    Results: the three goals of issue 5 as ratios, throughputs in audio-s/s,
+    MB per hour at 20 and 90 ms, and with ``long_minutes`` the peak RSS of
+    extracting one file that long (goal < 4 GB).
+    """
+    log = log or (lambda line: None)
+    if batches is None:
+        batches = 1 if quick else 3
+    n_batches = batches
     torch.manual_seed(0)
-    student = OFAStudent(StudentConfig.preset(args.preset)).eval()
+    student = OFAStudent(StudentConfig.preset(preset)).eval()
     model = OFAModel(student, Path("."), "bench", None, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
-    n = int(args.seconds * 16000)
-    batches = [(torch.randn(args.batch, n, generator=g) * 0.1, torch.full((args.batch,), n)) for _ in range(args.batches)]
-    audio_s = args.seconds * args.batch * args.batches
+    n = int(seconds * 16000)
+    batches = [(torch.randn(batch, n, generator=g) * 0.1, torch.full((batch,), n)) for _ in range(n_batches)]
+    audio_s = seconds * batch * n_batches
 
     with torch.inference_mode():
         stats = []
@@ -96,7 +111,7 @@ def main() -> None:
             stats.append(alpha_stats(alpha, frames))
         from ofactl.calibrate import AlphaStats
 
-        cal = build_calibration([args.seconds] * args.batch * args.batches, AlphaStats.cat(stats))
+        cal = build_calibration([seconds] * batch * n_batches, AlphaStats.cat(stats))
 
         def cnn(audio, lengths):
             student.feature_extractor(audio, lengths)
@@ -110,19 +125,19 @@ def main() -> None:
                 model.encode_batch(audio, lengths, lam)
             return run
 
-        print(f"# extraction, preset {args.preset}, {args.batches} batches of {args.batch} x {args.seconds:g} s; "
-              f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-        t_cnn = timed(cnn, batches, args.repeat)
-        t_plain = timed(no_cif, batches, args.repeat)
-        print(f"{'run':<18} {'lambda':>7} {'period ms':>10} {'audio-s/s':>10} {'x CNN floor':>12} {'x no-CIF':>9} "
-              f"{'MB/hour':>9}")
-        print(f"{'CNN floor':<18} {'':>7} {'':>10} {audio_s / t_cnn:10.1f} {1.0:12.3f} {t_cnn / t_plain:9.3f} {'':>9}")
-        print(f"{'no CIF @ 20 ms':<18} {'':>7} {20.0:10.1f} {audio_s / t_plain:10.1f} {t_plain / t_cnn:12.3f} "
-              f"{1.0:9.3f} {'':>9}")
-        sizes = {}
+        log(f"# extraction, preset {preset}, {n_batches} batches of {batch} x {seconds:g} s; "
+            f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+        t_cnn = timed(cnn, batches, repeat)
+        t_plain = timed(no_cif, batches, repeat)
+        log(f"{'run':<18} {'lambda':>7} {'period ms':>10} {'audio-s/s':>10} {'x CNN floor':>12} {'x no-CIF':>9} "
+            f"{'MB/hour':>9}")
+        log(f"{'CNN floor':<18} {'':>7} {'':>10} {audio_s / t_cnn:10.1f} {1.0:12.3f} {t_cnn / t_plain:9.3f} {'':>9}")
+        log(f"{'no CIF @ 20 ms':<18} {'':>7} {20.0:10.1f} {audio_s / t_plain:10.1f} {t_plain / t_cnn:12.3f} "
+            f"{1.0:9.3f} {'':>9}")
+        sizes, times = {}, {}
         for period in PERIODS_MS:
             lam = 0.0 if period == 20 else cal.lam_for(float(period))
-            t = timed(ofa(lam), batches, args.repeat)
+            t = times[period] = timed(ofa(lam), batches, repeat)
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "f.h5"
                 frames = 0
@@ -134,15 +149,45 @@ def main() -> None:
                                  for i, e in enumerate(enc)])
                 sizes[period] = out.stat().st_size / (audio_s / 3600) / 2**20
             measured = 1000 * audio_s / frames
-            print(f"{f'OFA @ {period} ms':<18} {lam:7.3f} {measured:10.1f} {audio_s / t:10.1f} {t / t_cnn:12.3f} "
-                  f"{t / t_plain:9.3f} {sizes[period]:9.1f}")
-        print(f"# goals: 90 ms <= 1.10x CNN floor; 20 ms <= 1.03x no CIF; 90 ms file <= 1/4 of 20 ms "
-              f"(measured {sizes[90] / sizes[20]:.3f})")
+            log(f"{f'OFA @ {period} ms':<18} {lam:7.3f} {measured:10.1f} {audio_s / t:10.1f} {t / t_cnn:12.3f} "
+                f"{t / t_plain:9.3f} {sizes[period]:9.1f}")
+        log(f"# goals: 90 ms <= 1.10x CNN floor; 20 ms <= 1.03x no CIF; 90 ms file <= 1/4 of 20 ms "
+            f"(measured {sizes[90] / sizes[20]:.3f})")
 
-    if args.long_minutes > 0:
-        r = long_audio_peak(args.preset, args.long_minutes, 30.0)
-        print(f"# long audio: {args.long_minutes:g} min in one file at lambda 1 -> {r['frames']} frames in "
-              f"{r['seconds']:.1f} s; peak RSS {r['peak_mb']:.0f} MB (process before the run: {r['before_mb']:.0f} MB)")
+    what = f"{preset}, {batch} x {seconds:g} s"
+    results = [
+        at_most("extract", "extract.ratio_90_cnn", f"extract 90 ms / CNN floor ({what})", times[90] / t_cnn, 1.10),
+        at_most("extract", "extract.ratio_20_nocif", "extract 20 ms, CIF / no CIF", times[20] / t_plain, 1.03),
+        at_most("extract", "extract.size_ratio_90_20", "90 ms file / 20 ms file (float16)", sizes[90] / sizes[20], 0.25),
+        info("extract", "extract.speed_cnn", "CNN floor throughput", audio_s / t_cnn, "audio-s/s"),
+        info("extract", "extract.speed_nocif", "no CIF @ 20 ms throughput", audio_s / t_plain, "audio-s/s"),
+        info("extract", "extract.speed_90", "OFA @ 90 ms throughput", audio_s / times[90], "audio-s/s"),
+        info("extract", "extract.mb_hour_20", "feature file @ 20 ms", sizes[20], "MB/hour"),
+        info("extract", "extract.mb_hour_90", "feature file @ 90 ms", sizes[90], "MB/hour"),
+    ]
+
+    if long_minutes > 0:
+        r = long_audio_peak(preset, long_minutes, 30.0)
+        log(f"# long audio: {long_minutes:g} min in one file at lambda 1 -> {r['frames']} frames in "
+            f"{r['seconds']:.1f} s; peak RSS {r['peak_mb']:.0f} MB (process before the run: {r['before_mb']:.0f} MB)")
+        results.append(Result("extract", f"one {long_minutes:g}-min file ({preset}, chunked): peak RSS",
+                              r["peak_mb"], "MB", "< 4096 MB", r["peak_mb"] < 4096, "extract.long_peak_mb"))
+        results.append(info("extract", "extract.long_speed", f"one {long_minutes:g}-min file: throughput",
+                            long_minutes * 60 / r["seconds"], "audio-s/s"))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="distilhubert", choices=["distilhubert", "tiny"])
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--long-minutes", type=float, default=0.0, help="also measure memory on this much audio")
+    args = parser.parse_args()
+    measure(preset=args.preset, batches=args.batches, batch=args.batch, seconds=args.seconds, repeat=args.repeat,
+            long_minutes=args.long_minutes, log=print)
 
 
 if __name__ == "__main__":

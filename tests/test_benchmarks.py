@@ -1,0 +1,79 @@
+"""benchmarks/run_all.py runs every benchmark and prints one table.
+
+Smallest sizes (``--tiny``), one torch thread.  Only that the table is complete
+and its numbers are sane is checked, never a speed goal: timings are reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ALL = ROOT / "benchmarks" / "run_all.py"
+
+# each benchmark's key ratio(s), by key prefix
+KEY_RATIOS = {
+    "cif": ["cif.speedup."],
+    "extract": ["extract.ratio_90_cnn", "extract.ratio_20_nocif", "extract.size_ratio_90_20"],
+    "pretrain": ["pretrain.step_ratio"],
+}
+
+
+def run_all(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(RUN_ALL), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=ROOT)
+
+
+def test_run_all_tiny(tmp_path):
+    """One run (it is the slow part) checked three ways: key ratios, every value, the detailed tables."""
+    out = tmp_path / "bench.json"
+    proc = run_all("--tiny", "--threads", "1", "--long-minutes", "0.02", "--verbose", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stdout, data = proc.stdout, json.loads(out.read_text())
+    check_key_ratios(stdout, data)
+    check_every_value(stdout, data)
+    for header in ("loop/cif", "x CNN floor", "ms/step", "float32 prefix sum", "long audio"):
+        assert header in stdout  # --verbose: each benchmark's own table
+
+
+def check_key_ratios(stdout: str, data: dict) -> None:
+    assert stdout.count("# machine: ") == 1
+    assert any(line.startswith("| benchmark | quantity") and "| measured |" in " ".join(line.split())
+               for line in stdout.splitlines())
+    by_key = {r["key"]: r for r in data["results"]}
+    for bench, prefixes in KEY_RATIOS.items():
+        for prefix in prefixes:
+            rows = [r for key, r in by_key.items() if key.startswith(prefix)]
+            assert rows, f"no {prefix} row"
+            for r in rows:
+                assert r["benchmark"] == bench and r["unit"] == "x"
+                assert math.isfinite(r["value"]) and r["value"] > 0, r
+                assert r["goal"] and isinstance(r["met"], bool)
+                assert any(line.startswith(f"| {bench}") and r["quantity"] in line for line in stdout.splitlines())
+
+
+def check_every_value(stdout: str, data: dict) -> None:
+    assert data["machine"]["threads"] == 1 and data["machine"]["cores"] >= 1
+    assert {r["benchmark"] for r in data["results"]} == set(KEY_RATIOS)
+    for r in data["results"]:
+        assert math.isfinite(r["value"]) and r["value"] >= 0, r
+        assert (r["goal"] is None) == (r["met"] is None), r
+    assert "extract.long_peak_mb" in {r["key"] for r in data["results"]}
+    met = sum(r["met"] is True for r in data["results"])
+    goals = sum(r["met"] is not None for r in data["results"])
+    assert f"# {met} of {goals} goals met" in stdout
+
+
+def test_only_and_unknown_names():
+    proc = run_all("--tiny", "--threads", "1", "--only", "cif")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")][1:]
+    assert table and all(line.startswith("| cif") for line in table)
+    bad = run_all("--only", "cif,nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr
