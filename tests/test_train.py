@@ -88,6 +88,27 @@ def test_overrides_win_over_the_file(tmp_path):
     assert loaded.data.path == "b" and loaded.steps == 5 and loaded.teacher == ""
 
 
+def test_set_assignments_are_yaml_values_checked_strictly(tmp_path):
+    from typer.testing import CliRunner
+
+    from ofactl.cli import app
+    from ofactl.config import parse_assignments
+
+    got = parse_assignments(["optim.lr=5e-4", "fixed_lambda=1", "data.splits=[a, b]", "teacher=t.pth",
+                             "init_from_teacher=false", "student_overrides={layer_norm_first: true}"])
+    assert got == {"optim.lr": 5e-4, "fixed_lambda": 1, "data.splits": ["a", "b"], "teacher": "t.pth",
+                   "init_from_teacher": False, "student_overrides": {"layer_norm_first": True}}
+    cfg = load_pretrain_config(None, **got)
+    assert cfg.optim.lr == 5e-4 and cfg.fixed_lambda == 1.0 and cfg.data.splits == ["a", "b"]
+    for bad in ("lr", "=1", "a..b=1"):
+        with pytest.raises(OfactlError, match="expected KEY=VALUE"):
+            parse_assignments([bad])
+    with pytest.raises(OfactlError, match="__import__"):  # a string, never evaluated; then rejected as a float
+        load_pretrain_config(None, **parse_assignments(["lambda_max=__import__('os')"]))
+    result = CliRunner().invoke(app, ["pretrain", "--set", "bogus=1", "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0 and "unknown key(s) bogus" in str(result.exception)
+
+
 def test_step_lambda_is_uniform_deterministic_and_supports_baselines():
     cfg = PretrainConfig(lambda_max=1.5, seed=7)
     lams = [step_lambda(cfg, s) for s in range(4000)]
