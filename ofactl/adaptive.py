@@ -129,6 +129,16 @@ def _measured_period_ms(upstream: AdaptiveUpstream, examples: list[Example], bat
     return 1000 * seconds / max(frames, 1)
 
 
+def check_learnable(task: Task | str) -> Task:
+    """The task, or one error line when it trains nothing (qbe), so that no lambda can be learned with it."""
+    task = get_task(task) if isinstance(task, str) else task
+    if not task.trainable:
+        raise OfactlError(f"task {task.name} trains nothing, so --learn-lambda has no loss to learn lambda from",
+                          hint=f"probe it at fixed periods: `ofactl probe --task {task.name} --period P`, or "
+                               f"`ofactl sweep --task {task.name}`")
+    return task
+
+
 def run_adaptive(
     task: Task | str,
     data: str | Path,
@@ -149,7 +159,7 @@ def run_adaptive(
     from ofactl.inference import OFAModel, load_model
     from ofactl.probe import labelled
 
-    task = get_task(task) if isinstance(task, str) else task
+    task = check_learnable(task)
     m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
     if rate_penalty < 0:
         raise OfactlError(f"--rate-penalty must be >= 0, found {rate_penalty:g}")
@@ -214,4 +224,4 @@ def run_adaptive(
     return rows
 
 
-__all__ = ["AdaptiveUpstream", "run_adaptive"]
+__all__ = ["AdaptiveUpstream", "check_learnable", "run_adaptive"]

@@ -14,7 +14,9 @@ complete one with the same settings.
 from the cache); :func:`train_and_test` trains one head (Adam, early
 stopping on dev) and measures the dev-best head on test; :func:`rows_for`
 turns that into results-table rows.  The sweep reuses one ``prepare`` for a
-whole learning-rate grid.
+whole learning-rate grid.  A task without training (``Task.trainable``
+False: qbe, whose ``train`` role is the document collection) is scored by
+:func:`score_untrained` instead, once per period.
 
 Baseline ``pooling="avg"``: instead of the CIF at the period's lambda, the
 model's 20 ms features (lambda 0, where the CIF is the identity) are
@@ -172,11 +174,11 @@ def prepare(
     roles = dict(zip(("train", "dev", "test"), task.splits))
     labels: dict[str, dict[str, Any]] = {}
     paths: dict[str, Path] = {}
-    for role, split in roles.items():
+    for role, split in roles.items():  # every split's labels before any (slow) extraction
         labels[role], _ = labelled(task, data, split)
         if not labels[role]:
-            raise OfactlError(f"{data}: split {split!r} has no utterances labelled for task {task.name}",
-                              hint=f"task {task.name} reads the {task.layout} layout; check the dataset path")
+            raise task.no_labels(data, split)
+    for role, split in roles.items():
         out = features_path(features_dir, m.model_sha256, task.name, split, tag, layer)
         if progress:
             progress(f"features {split}")
@@ -219,7 +221,7 @@ def prepare(
 
 @dataclass
 class Outcome:
-    lr: float
+    lr: float | None          # None: a task without training
     seed: int
     dev: dict[str, float]
     test: dict[str, float]
@@ -237,6 +239,12 @@ def train_and_test(prep: Prepared, *, lr: float, seed: int = 0, max_epochs: int 
                  upstream=prep.upstream)
     test = evaluate(task, result.head, prep.examples["test"], prep.vocab, prep.upstream)
     return Outcome(lr, seed, result.dev, test, result.epochs, result.best_epoch)
+
+
+def score_untrained(prep: Prepared, *, seed: int = 0) -> Outcome:
+    """A task without training (``task.trainable`` False, qbe): its dev and test metrics, no learning rate."""
+    dev, test = prep.task.score_splits(prep.examples, prep.upstream)
+    return Outcome(None, seed, dev, test, 0, 0)
 
 
 def model_label(model, pooling: str = "cif") -> str:
@@ -289,7 +297,10 @@ def run_probe(
     progress: Progress | None = None,
     pooling: str = "cif",
 ) -> list[ResultRow]:
-    """One probe run: prepare, train, test; the rows to append (``status=infeasible`` rows when CTC cannot fit)."""
+    """One probe run: prepare, train, test; the rows to append (``status=infeasible`` rows when CTC cannot fit).
+
+    A task without training (qbe) is scored directly; ``lr``, ``max_epochs`` and ``patience`` do not apply.
+    """
     from ofactl.inference import load_model
     from ofactl.workspace import resolve_model
 
@@ -298,6 +309,10 @@ def run_probe(
         model = load_model(resolve_model(model), device=device or "cpu")
     prep = prepare(task, data, model, period=period, lam=lam, layer=layer, features_dir=features_dir,
                    progress=progress, pooling=pooling)
+    if not task.trainable:
+        if progress:
+            progress("scoring")
+        return rows_for(prep, score_untrained(prep, seed=seed), seed=seed)
     lr = task.lr if lr is None else lr
     if prep.status == "infeasible":
         return rows_for(prep, None, seed=seed, lr=lr, status="infeasible")
@@ -308,4 +323,4 @@ def run_probe(
 
 
 __all__ = ["INFEASIBLE_FRACTION", "POOLINGS", "average_pool", "model_label", "Outcome", "Prepared", "features_path", "prepare", "rows_for", "run_probe",
-           "train_and_test"]
+           "score_untrained", "train_and_test"]

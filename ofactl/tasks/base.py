@@ -64,6 +64,9 @@ class Task:
     batch_size: int = 32
     #: default SGD learning rate of theta with --learn-lambda (REFERENCE.md: 1e-3 PR, 1e-2 SF/IC)
     lambda_lr: float = 1e-2
+    #: False for a task scored without training a head (qbe): it implements ``score_splits`` instead of
+    #: head/loss/score, and probe/sweep run it once per period (no learning rate, no seeds)
+    trainable: bool = True
 
     # -- labels
     def label(self, utt) -> Any | None:
@@ -90,6 +93,17 @@ class Task:
 
     def finish(self, totals: dict[str, float]) -> dict[str, float]:
         """Metric values from the summed statistics."""
+        raise NotImplementedError
+
+    def no_labels(self, data, split: str):
+        """The error for a split with no utterance labelled for this task (a task may say more)."""
+        from ofactl.errors import OfactlError
+
+        return OfactlError(f"{data}: split {split!r} has no utterances labelled for task {self.name}",
+                           hint=f"task {self.name} reads the {self.layout} layout; check the dataset path")
+
+    def score_splits(self, examples: dict[str, list[Example]], upstream=None) -> tuple[dict[str, float], dict[str, float]]:
+        """Dev and test metrics of a task without training (``trainable = False``)."""
         raise NotImplementedError
 
     @property
