@@ -268,3 +268,36 @@ def make_messy_folder(root: Path) -> dict[str, str]:
     for i in range(N_FILES - n):
         write_audio(root / f"d{i % 7}" / f"good_{i:04d}.{'flac' if i % 10 == 0 else 'wav'}", 0.1, seed=i)
     return expected
+
+
+# ----------------------------------------------------------------------------- Audio SNIPS
+#: (utterance id, line of all.iob.snips.txt after the id, wav written?)
+SNIPS_LINES = [
+    ("Ivy-snips-train-0", "BOS PLAY THE BEATLES ON SPOTIFY EOS\tO O artist artist O service PlayMusic", True),
+    ("Salli-snips-train-1", "BOS WHAT IS THE WEATHER IN PARIS ? EOS\tO O O O O O city O GetWeather", True),
+    ("Joanna-snips-train-2", "BOS PLAY ROCK & ROLL EOS\tO O genre genre genre PlayMusic", True),
+    ("Ivy-snips-train-3", "BOS NO TAB HERE EOS O O O O PlayMusic", True),           # malformed: bad_entry
+    ("Kendra-snips-train-4", "BOS TWO WORDS EOS\tO O PlayMusic", False),             # one tag short: bad_entry
+    ("Matthew-snips-train-5", "BOS ADD IT EOS\tO O O AddToPlaylist", False),         # no wav: missing
+    ("Aditi-snips-valid-0", "BOS BOOK A TABLE IN NEW YORK EOS\tO O O O O city city BookRestaurant", True),
+    ("Brian-snips-test-0", "BOS RATE THIS BOOK FOUR EOS\tO O O object_type rating_value RateBook", True),
+    ("Ivy-snips-test-0", "BOS RATE IT EOS\tO O O RateBook", True),                  # not a SUPERB test voice
+]
+
+
+def make_snips(base: Path) -> Path:
+    """``base/SNIPS`` in the layout of s3prl's snips_prepare_data.sh.
+
+    Problems built in: Ivy-snips-train-3 and Kendra-snips-train-4 are malformed lines
+    (bad_entry), Matthew-snips-train-5 has no wav (missing), train/Joey-snips-train-9.wav is
+    not annotated (unlabeled).  Ivy-snips-test-0 is dropped by SUPERB's speaker lists.
+    """
+    root = base / "SNIPS"
+    root.mkdir(parents=True)
+    for i, (uid, _, wav) in enumerate(SNIPS_LINES):
+        if wav:
+            write_audio(root / uid.split("-")[2] / f"{uid}.wav", 0.4, seed=i)
+    write_audio(root / "train" / "Joey-snips-train-9.wav", 0.3)
+    (root / "all.iob.snips.txt").write_text("".join(f"{uid} {rest}\n" for uid, rest, _ in SNIPS_LINES))
+    (root / "slots.txt").write_text("O\nartist\nservice\ncity\ngenre\nobject_type\nrating_value")
+    return root

@@ -18,6 +18,7 @@ from layout_fixtures import (
     N_FILES, make_messy_folder, make_quesst14, make_speech_commands, make_voxceleb1, write_audio,
     write_iemocap_meta,
 )
+from layout_fixtures import make_snips
 
 
 def reasons(corpus: Corpus) -> dict[str, str]:
@@ -286,11 +287,52 @@ def test_quesst14(tmp_path):
     assert len(everything) == 6 and u.keys() < ids(everything)
 
 
+# ----------------------------------------------------------------------------- Audio SNIPS
+def test_snips(tmp_path):
+    root = make_snips(tmp_path)
+    corpus = read_corpus(tmp_path)
+    assert corpus.layout == "snips" and corpus.root == str(root)
+    assert corpus.splits() == ["train", "valid", "test"]
+    assert ids(corpus, "train") == {"Ivy-snips-train-0", "Salli-snips-train-1", "Joanna-snips-train-2"}
+    assert ids(corpus, "valid") == {"Aditi-snips-valid-0"} and ids(corpus, "test") == {"Brian-snips-test-0"}
+    u = {u.id: u for u in corpus}
+    assert u["Ivy-snips-train-0"].labels == {
+        "words": ["PLAY", "THE", "BEATLES", "ON", "SPOTIFY"], "slots": ["O", "artist", "artist", "O", "service"],
+        "intent": "PlayMusic", "text": "PLAY THE BEATLES ON SPOTIFY",
+        "slot_text": "PLAY B-artist THE BEATLES E-artist ON B-service SPOTIFY E-service"}
+    assert u["Ivy-snips-train-0"].speaker == "Ivy"
+    assert u["Ivy-snips-train-0"].path == str(root / "train" / "Ivy-snips-train-0.wav")
+    # s3prl's clean-up: punctuation tokens go with their tags, '&' is spoken as AND
+    assert u["Salli-snips-train-1"].labels["slot_text"] == "WHAT IS THE WEATHER IN B-city PARIS E-city"
+    assert u["Joanna-snips-train-2"].labels["slot_text"] == "PLAY B-genre ROCK AND ROLL E-genre"
+    assert u["Brian-snips-test-0"].labels["slot_text"] == \
+        "RATE THIS B-object_type BOOK E-object_type B-rating_value FOUR E-rating_value"
+    found = sorted((p.reason, p.id) for p in corpus.problems)
+    assert found == [("bad_entry", "Ivy-snips-train-3"), ("bad_entry", "Kendra-snips-train-4"),
+                     ("missing", "Matthew-snips-train-5"), ("unlabeled", "Joey-snips-train-9")]
+    assert any("line 4" in p.detail and "tab" in p.detail for p in corpus.problems)
+    # every speaker, and one split at a time
+    everything = read_corpus(root, speakers="all")
+    assert ids(everything) == ids(corpus) | {"Ivy-snips-test-0"}
+    assert ids(read_corpus(root, split="valid")) == {"Aditi-snips-valid-0"}
+    with pytest.raises(OfactlError, match="unknown speakers option"):
+        read_corpus(root, speakers="polly")
+
+
+def test_snips_target_text_and_spans():
+    from ofactl.data.layouts.snips import slot_spans, target_text
+
+    assert slot_spans(["O", "a", "a", "b", "O", "a"]) == [(1, 2, "a"), (3, 3, "b"), (5, 5, "a")]
+    assert slot_spans(["B-a", "I-a", "B-a", "O"]) == [(0, 1, "a"), (2, 2, "a")]  # IOB tags: B- starts a value
+    assert target_text(["X", "Y"], ["s", "s"]) == "B-s X Y E-s"
+    assert target_text(["X"], ["O"]) == "X"
+
+
 # ----------------------------------------------------------------------------- detection and errors
 @pytest.mark.parametrize("make, name", [
     (make_librispeech, "librispeech"), (make_speech_commands, "speech_commands"),
     (make_voxceleb1, "voxceleb1"), (make_fluent, "fluent"), (make_iemocap, "iemocap"),
-    (make_quesst14, "quesst14")])
+    (make_quesst14, "quesst14"), (make_snips, "snips")])
 def test_detect_layout(tmp_path, make, name):
     root = make(tmp_path)
     assert detect_layout(root) == detect_layout(tmp_path) == name

@@ -19,7 +19,7 @@ from ofactl.data.audio import SAMPLE_RATE, AudioError, is_silent, load_audio, pe
 from ofactl.data.corpora import Corpus, Problem, probe, read_corpus
 
 #: Labels whose values are categories (counted per value); others are sequences (text, phones).
-SEQUENCE_LABELS = ("text", "phones", "transcription", "matches")
+SEQUENCE_LABELS = ("text", "phones", "transcription", "matches", "words", "slot_text")
 
 
 @dataclass
