@@ -122,6 +122,8 @@ METRICS: dict[str, MetricStyle] = {
     "cer": MetricStyle("CER", percent=True),
     "f1": MetricStyle("slot F1", percent=True),
     "slot_f1": MetricStyle("slot F1", percent=True),
+    "slot_type_f1": MetricStyle("slot type F1", percent=True),
+    "slot_value_cer": MetricStyle("slot value CER", percent=True),
     "mtwv": MetricStyle("MTWV"),
     "bleu": MetricStyle("BLEU"),
     "macs_per_s": MetricStyle("MACs", "GMAC per s of audio", scale=1e-9),

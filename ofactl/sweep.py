@@ -11,6 +11,9 @@ is measured on test; its
 rows (every test metric plus the dev primary metric) go into the results
 table with the chosen ``lr`` and the dev scores of the grid in ``note``.
 
+A task without training (qbe) is scored once per period instead: no
+learning-rate grid, only the first seed, ``lr`` empty.
+
 ``pooling="avg"`` sweeps the average-pooling baseline instead (model
 ``<name>+avgpool``; see :mod:`ofactl.probe`).
 
@@ -58,8 +61,11 @@ def default_lrs(task: Task, n: int = 3) -> list[float]:
     return [float(f"{task.lr * 10 ** e:.3g}") for e in exponents]
 
 
-def _key(sha: str, task: str, target_ms: float | None, seed: int, layer: str) -> tuple:
-    return (sha, task, None if target_ms is None else round(float(target_ms), 3), int(seed), str(layer))
+def _key(sha: str, task: str, target_ms: float | None, seed: int, layer: str, lam: float | None = None) -> tuple:
+    """A run's identity: the target period, or (for a run asked by lambda, no target period) the lambda."""
+    point = ("lam", round(float(lam), 6)) if target_ms is None and lam is not None else (
+        None if target_ms is None else round(float(target_ms), 3))
+    return (sha, task, point, int(seed), str(layer))
 
 
 def finished(results: str | Path, sha: str, task: str, model: str | None = None) -> set[tuple]:
@@ -72,8 +78,8 @@ def finished(results: str | Path, sha: str, task: str, model: str | None = None)
         df = df[df["model"] == model]
     df = df[(df["model_sha256"] == sha) & (df["task"] == task) & (df["split"] == "test")
             & df["status"].isin(["ok", "infeasible"])]
-    return {_key(sha, task, None if math.isnan(r.target_period_ms) else r.target_period_ms, r.seed, r.layer)
-            for r in df.itertuples()}
+    return {_key(sha, task, None if math.isnan(target) else target, seed, layer, None if math.isnan(lam) else lam)
+            for target, seed, layer, lam in zip(df["target_period_ms"], df["seed"], df["layer"], df["lambda"])}
 
 
 @dataclass
@@ -84,6 +90,7 @@ class SweepSummary:
     failed: list[tuple[str, int, str]] = field(default_factory=list)  # (period, seed, error)
     infeasible: list[tuple[str, int]] = field(default_factory=list)
     chosen: dict[tuple[str, int], float] = field(default_factory=dict)  # (period, seed) -> lr
+    scored: list[tuple[str, int]] = field(default_factory=list)  # (period, seed) of a task without training
 
 
 def _error_line(err: BaseException) -> str:
@@ -98,6 +105,7 @@ def run_sweep(
     *,
     results: str | Path,
     periods: Sequence[FramePeriod | str] | None = None,
+    lambdas: Sequence[float] | None = None,
     lrs: Sequence[float] | None = None,
     seeds: Sequence[int] = (0,),
     layer: str | int = "last",
@@ -108,26 +116,40 @@ def run_sweep(
     progress: Progress | None = None,
     pooling: str = "cif",
 ) -> SweepSummary:
-    """Run (or resume) a sweep; rows are appended to ``results`` as they are produced."""
+    """Run (or resume) a sweep; rows are appended to ``results`` as they are produced.
+
+    ``lambdas`` asks for points by lambda instead of by period (e.g. a model
+    pretrained at one fixed lambda, probed at that lambda); not with ``periods``.
+    """
     from ofactl.inference import OFAModel, load_model
-    from ofactl.probe import default_features_dir, model_label, prepare, rows_for, train_and_test
+    from ofactl.probe import default_features_dir, model_label, prepare, rows_for, score_untrained, train_and_test
     from ofactl.workspace import resolve_model
 
     task = get_task(task) if isinstance(task, str) else task
     m = model if isinstance(model, OFAModel) else load_model(resolve_model(model), device=device or "cpu")
-    if periods is None:
+    if periods is not None and lambdas is not None:
+        raise OfactlError("give --periods or --lambdas, not both")
+    if lambdas is not None:
+        bad = [lam for lam in lambdas if not 0.0 <= float(lam) < 2.0]
+        if bad or not lambdas:
+            raise OfactlError(f"--lambdas must lie in [0, 2), found {', '.join(map(str, bad)) or 'none'}")
+        if pooling != "cif":
+            raise OfactlError("the average-pooling baseline is asked by --periods, not --lambdas")
+        points: list[tuple[FramePeriod | None, float | None]] = [(None, float(lam)) for lam in lambdas]
+    elif periods is None:
         if m.calibration is None:
             raise OfactlError(f"{m.model_dir} is not calibrated, so there is no default period range",
                               hint=f"run `ofactl calibrate DATA --model {m.model_dir}`, or pass --periods")
         periods = default_periods(m.calibration)
-    periods = [FramePeriod.parse(p) if isinstance(p, str) else p for p in periods]
+    if lambdas is None:
+        points = [(FramePeriod.parse(p) if isinstance(p, str) else p, None) for p in periods]
     lrs = list(lrs) if lrs else default_lrs(task)
-    seeds = list(seeds)
+    seeds = list(seeds) if task.trainable else list(seeds)[:1]  # nothing is trained: one run per period
     results = Path(results)
     features_dir = Path(features_dir) if features_dir is not None else default_features_dir(results)
     done = finished(results, m.model_sha256, task.name, model_label(m, pooling))
     summary = SweepSummary(results)
-    total = len(periods) * len(seeds)
+    total = len(points) * len(seeds)
     count = 0
 
     def advance(text: str) -> None:
@@ -138,30 +160,36 @@ def run_sweep(
 
     if progress:
         progress(0, total, f"{task.name}")
-    for p in periods:
-        todo = [s for s in seeds if _key(m.model_sha256, task.name, p.ms, s, str(layer)) not in done]
+    for p, lam in points:
+        name = str(p) if p is not None else f"lambda={lam:g}"
+        todo = [s for s in seeds
+                if _key(m.model_sha256, task.name, p.ms if p is not None else None, s, str(layer), lam) not in done]
         for s in seeds:
             if s not in todo:
-                summary.skipped.append((str(p), s))
-                advance(f"{task.name} {p} seed {s}: done before")
+                summary.skipped.append((name, s))
+                advance(f"{task.name} {name} seed {s}: done before")
         if not todo:
             continue
         try:
-            prep = prepare(task, data, m, period=p, layer=layer, features_dir=features_dir, pooling=pooling)
+            prep = prepare(task, data, m, period=p, lam=lam, layer=layer, features_dir=features_dir, pooling=pooling)
         except KeyboardInterrupt:
             raise
         except Exception as err:  # recorded, and the sweep goes on
             line = _error_line(err)
             for s in todo:
-                summary.written += append_rows(results, _failed_rows(task, m, p, s, layer, line, pooling=pooling))
-                summary.failed.append((str(p), s, line))
-                advance(f"{task.name} {p} seed {s}: failed")
+                summary.written += append_rows(results, _failed_rows(task, m, p, s, layer, line, pooling=pooling,
+                                                                     lam=lam))
+                summary.failed.append((name, s, line))
+                advance(f"{task.name} {name} seed {s}: failed")
             continue
         for s in todo:
             try:
                 if prep.status == "infeasible":
                     rows = rows_for(prep, None, seed=s, status="infeasible")
-                    summary.infeasible.append((str(p), s))
+                    summary.infeasible.append((name, s))
+                elif not task.trainable:
+                    rows = rows_for(prep, score_untrained(prep, seed=s), seed=s)
+                    summary.scored.append((name, s))
                 else:
                     outcomes = [train_and_test(prep, lr=lr, seed=s, max_epochs=max_epochs, patience=patience)
                                 for lr in lrs]
@@ -172,24 +200,26 @@ def run_sweep(
                             best = o  # a tie on the metric goes to the lower dev loss
                     grid = ", ".join(f"{o.lr:g}: {o.dev[task.primary.name]:.4g}" for o in outcomes)
                     rows = rows_for(prep, best, seed=s, note=f"lr chosen on dev {task.primary.name} ({grid})")
-                    summary.chosen[(str(p), s)] = best.lr
+                    summary.chosen[(name, s)] = best.lr
                 summary.written += append_rows(results, rows)
             except KeyboardInterrupt:
                 raise
             except Exception as err:
                 line = _error_line(err)
-                summary.written += append_rows(results, _failed_rows(task, m, p, s, layer, line, prep, pooling))
-                summary.failed.append((str(p), s, line))
-            advance(f"{task.name} {p} seed {s}")
+                summary.written += append_rows(results, _failed_rows(task, m, p, s, layer, line, prep, pooling,
+                                                                     lam=lam))
+                summary.failed.append((name, s, line))
+            advance(f"{task.name} {name} seed {s}")
     return summary
 
 
-def _failed_rows(task: Task, m, p: FramePeriod, seed: int, layer, note: str, prep=None,
-                 pooling: str = "cif") -> list[ResultRow]:
+def _failed_rows(task: Task, m, p: FramePeriod | None, seed: int, layer, note: str, prep=None,
+                 pooling: str = "cif", lam: float | None = None) -> list[ResultRow]:
     from ofactl.probe import model_label
 
-    common = dict(model=model_label(m, pooling), model_sha256=m.model_sha256, task=task.name, target_period_ms=p.ms,
-                  lam=prep.lam if prep is not None and pooling == "cif" else None,
+    common = dict(model=model_label(m, pooling), model_sha256=m.model_sha256, task=task.name,
+                  target_period_ms=p.ms if p is not None else None,
+                  lam=prep.lam if prep is not None and pooling == "cif" else lam,
                   measured_period_ms=prep.measured_period_ms if prep is not None else None,
                   status="failed", note=note, seed=seed, layer=str(layer))
     return [ResultRow(metric=metric.name, value=math.nan, higher_is_better=metric.higher_is_better, split="test",

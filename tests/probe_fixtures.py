@@ -43,4 +43,4 @@ def calibrated_model(synth_corpus, tmp_path_factory) -> Path:
 
 
 DATA = {"ks": "speech_commands_v0.01", "sid": "VoxCeleb1", "ic": "fluent_speech_commands_dataset",
-        "pr": "LibriSpeech", "asr": "LibriSpeech"}
+        "pr": "LibriSpeech", "asr": "LibriSpeech", "qbe": "quesst14Database", "sf": "SNIPS"}

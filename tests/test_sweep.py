@@ -72,3 +72,30 @@ def test_cli_sweep_from_the_workspace(synth_corpus, calibrated_model, tmp_path, 
     assert len(read_results(tmp_path / "results.csv", supersede=False)) == len(df)
     result = runner.invoke(app, ["sweep", "--task", "ks", "--periods", "90", "--quiet"])
     assert result.exit_code != 0 and "did you mean '90ms'" in str(result.exception)
+
+
+def test_sweep_by_lambda_writes_lambda_rows_and_resumes(synth_corpus, calibrated_model, tmp_path):  # noqa: F811
+    from ofactl.errors import OfactlError
+    from ofactl.sweep import run_sweep
+
+    results = tmp_path / "results.csv"
+    kwargs = dict(results=results, lrs=[1e-2], max_epochs=2, patience=1)
+    first = run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, lambdas=[0.0, 1.0], **kwargs)
+    assert set(first.chosen) == {("lambda=0", 0), ("lambda=1", 0)}
+    df = read_results(results)
+    test = df[df["split"] == "test"]
+    assert sorted(test["lambda"]) == [0.0, 1.0] and test["target_period_ms"].isna().all()
+    assert (test["measured_period_ms"] > 0).all()
+    measured = test.set_index("lambda")["measured_period_ms"]
+    assert measured[1.0] > measured[0.0]
+    again = run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, lambdas=[1.0, 1.5], **kwargs)
+    assert again.skipped == [("lambda=1", 0)] and set(again.chosen) == {("lambda=1.5", 0)}
+    try:
+        run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, lambdas=[2.5], **kwargs)
+    except OfactlError as err:
+        assert "--lambdas must lie in [0, 2)" in str(err)
+    else:
+        raise AssertionError("lambda 2.5 accepted")
+    result = runner.invoke(app, ["sweep", "--task", "sid", "--data", str(synth_corpus / DATA["sid"]), "--model",
+                                 str(calibrated_model), "--periods", "20ms", "--lambdas", "1", "--quiet"])
+    assert result.exit_code != 0 and "not both" in str(result.exception)

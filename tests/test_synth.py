@@ -75,6 +75,17 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     }
 
 
+def quesst14_files(utterances: int) -> int:
+    """The documented rule: Q dev + Q eval queries, max(4Q + 4, min(400, round(U / 4))) documents."""
+    q = min(30, max(2, round(utterances / 20)))
+    return 2 * q + max(4 * q + 4, min(400, round(utterances / 4)))
+
+
+def snips_files(utterances: int) -> int:
+    """The documented rule for Audio SNIPS: max(12, min(1000, round(0.3 U)))."""
+    return max(12, min(1000, round(0.3 * utterances)))
+
+
 def which_set(name: str) -> str:
     """TensorFlow's speech_commands which_set(), written out independently of ofactl."""
     speaker = re.sub(r"_nohash_.*$", "", name)
@@ -98,6 +109,8 @@ def test_report_counts_follow_the_documented_rule(built):
         "speech_commands_test": n_held * (len(KEYWORDS) + 2 + 2),
         "voxceleb1": N_SPEAKERS * max(3, round(N_UTTERANCES / N_SPEAKERS / 4)),
         "fluent_commands": N_SPEAKERS * max(2, round(N_UTTERANCES / N_SPEAKERS / 3)),
+        "quesst14": quesst14_files(N_UTTERANCES),
+        "snips": snips_files(N_UTTERANCES),
     }
     assert report.n_files == sum(report.counts.values()) == len(audio_files(report.out_dir))
     assert not report.reused
@@ -256,6 +269,39 @@ def test_fluent_speech_commands_layout(report):
 
 
 @needs_espeak
+def test_snips_layout(report):
+    from ofactl.data.corpora import read_corpus
+    from ofactl.data.layouts.snips import SUPERB_SPEAKERS
+
+    root = report.snips
+    lines = (root / "all.iob.snips.txt").read_text().splitlines()
+    assert len(lines) == report.counts["snips"]
+    for line in lines:
+        text, iob = line.split("\t")
+        uid, *words = text.split(" ")
+        tags = iob.split(" ")
+        speaker, snips, split, n = uid.split("-")
+        assert snips == "snips" and n.isdigit() and speaker in SUPERB_SPEAKERS[split]
+        assert words[0] == "BOS" and words[-1] == "EOS" and len(tags) == len(words) and tags[0] == "O"
+        assert all(w.isupper() for w in words[1:-1]) and tags[-1][0].isupper()
+        assert (root / split / f"{uid}.wav").is_file()
+    slots = (root / "slots.txt").read_text().split("\n")
+    assert slots[0] == "O" and len(slots) > 1 and len(set(slots)) == len(slots)
+    corpus = read_corpus(root, "snips")
+    assert not corpus.problems and len(corpus) == len(lines)
+    assert {u.split for u in corpus} == {"train", "valid", "test"}
+
+
+def test_snips_leaves_the_other_layouts_unchanged(monkeypatch):
+    """SNIPS draws from its own generators and comes last: the other layouts' jobs are as without it."""
+    with_snips = synth._plan(5, 40, 3)
+    monkeypatch.setattr(synth, "_plan_snips", lambda *a, **k: None)
+    without = synth._plan(5, 40, 3)
+    assert len(with_snips.jobs) > len(without.jobs)
+    assert with_snips.jobs[: len(without.jobs)] == without.jobs
+
+
+@needs_espeak
 def test_torchaudio_dataset_readers_accept_the_layouts(report):
     datasets = pytest.importorskip("torchaudio.datasets")
     out = report.out_dir
@@ -274,6 +320,10 @@ def test_torchaudio_dataset_readers_accept_the_layouts(report):
     assert sum(len(d) for d in fsc.values()) == report.counts["fluent_commands"]
     path = fsc["train"].get_metadata(0)[0]
     assert (report.fluent_commands / path).is_file()
+    quesst = {s: datasets.QUESST14(out, subset=s) for s in ("docs", "dev", "eval")}
+    assert sum(len(d) for d in quesst.values()) == report.counts["quesst14"]
+    assert quesst["dev"].get_metadata(0)[2] == "quesst14_dev_0001"
+    assert (report.quesst14 / quesst["docs"].get_metadata(0)[0]).is_file()
 
 
 # --------------------------------------------------------------------------- audio
@@ -439,5 +489,24 @@ def test_plan_roles_ids_and_sizes(speakers, per_speaker, seed):
     assert counts["librispeech"] == utterances
     assert counts["voxceleb1"] == speakers * max(3, round(per_speaker / 4))
     assert counts["fluent_commands"] == speakers * max(2, round(per_speaker / 3))
+    assert counts["quesst14"] == quesst14_files(utterances)
+    assert counts["snips"] == snips_files(utterances)
+    # SNIPS: train/valid/test voices are the train/dev/test speakers, named as SUPERB's split lists
+    from ofactl.data.layouts.snips import SUPERB_SPEAKERS
+
+    role_of = {s.voice: s.role for s in plan.speakers}
+    folder_role = {"train": "train", "valid": "dev", "test": "test"}
+    for j in (j for j in plan.jobs if j.layout == "snips"):
+        folder, name = j.relpath.split("/")[1:]
+        assert role_of[j.voice] == folder_role[folder] and name.split("-")[0] in SUPERB_SPEAKERS[folder]
+    assert Counter(r[1] for r in plan.snips_rows)["valid"] == max(2, round(0.15 * snips_files(utterances)))
+    # QUESST: every term in exactly two documents, query and document voices disjoint
+    docs = {doc_id: term for doc_id, _, _, term, _ in plan.quesst_docs}
+    terms = [term for part in ("dev", "eval") for _, term in plan.quesst_queries[part]]
+    assert Counter(t for t in docs.values() if t is not None) == {t: 2 for t in terms}
+    voices = {j.relpath.split("/")[1]: set() for j in plan.jobs if j.layout == "quesst14"}
+    for j in (j for j in plan.jobs if j.layout == "quesst14"):
+        voices[j.relpath.split("/")[1]].add(j.voice)
+    assert not voices["Audio"] & (voices["dev_queries"] | voices["eval_queries"])
     texts = [job.text for job in synth._plan(speakers, utterances, seed).jobs]
     assert texts == [job.text for job in plan.jobs]  # the plan is a function of the arguments

@@ -16,18 +16,21 @@ from ofactl.tasks.base import (
 
 
 def test_registry_names_layouts_splits_and_metrics():
-    assert set(TASKS) == {"ks", "ic", "sid", "er", "pr", "asr"}
+    assert set(TASKS) == {"ks", "ic", "sid", "er", "pr", "asr", "qbe", "sf"}
     assert {n: t.layout for n, t in TASKS.items()} == {
         "ks": "speech_commands", "ic": "fluent", "sid": "voxceleb1", "er": "iemocap",
-        "pr": "librispeech", "asr": "librispeech"}
+        "pr": "librispeech", "asr": "librispeech", "qbe": "quesst14", "sf": "snips"}
     assert TASKS["pr"].splits == ("train-clean-100", "dev-clean", "test-clean")
     assert TASKS["sid"].splits == ("train", "dev", "test")
     for name in ("ks", "ic", "sid", "er"):
         assert [(m.name, m.higher_is_better) for m in TASKS[name].metrics] == [("accuracy", True)]
     assert [(m.name, m.higher_is_better) for m in TASKS["pr"].metrics] == [("per", False)]
     assert [m.name for m in TASKS["asr"].metrics] == ["wer", "cer"]
+    assert [(m.name, m.higher_is_better) for m in TASKS["qbe"].metrics] == [("mtwv", True), ("atwv", True)]
+    assert TASKS["qbe"].splits == ("docs", "dev", "test")
+    assert [n for n, t in TASKS.items() if not t.trainable] == ["qbe"]
     with pytest.raises(OfactlError, match="not supported yet"):
-        get_task("qbe")
+        get_task("st")
     with pytest.raises(OfactlError, match="unknown task"):
         get_task("nope")
 

@@ -33,15 +33,15 @@ def test_trained_teacher_loads_learns_and_is_deterministic(synth_corpus, tmp_pat
     from ofactl.teacher_train import default_config, train_teacher
 
     data = synth_corpus / DATA["pr"]
-    result = train_teacher(data, tmp_path / "a", steps=25, max_batch_s=8.0)
+    result = train_teacher(data, tmp_path / "a", steps=40, max_batch_s=8.0)
     assert result.path.name == "teacher.pth" and result.train_speakers == 4
-    assert result.last_loss["ctc"] < 0.6 * result.first_loss["ctc"]            # it learns
+    assert result.last_loss["ctc"] < 0.75 * result.first_loss["ctc"]   # it learns (steps 21-40 vs 1-20)
     assert result.last_loss["speaker"] < result.first_loss["speaker"]
     assert 0.0 <= result.dev_per <= 1.5 and result.dev_utterances > 0
     phones = (tmp_path / "a" / "phones.txt").read_text(encoding="utf-8").split()
     assert phones == result.phones and len(phones) > 20
     log = (tmp_path / "a" / "train_log.csv").read_text().splitlines()
-    assert log[0] == "step,ctc,speaker,lr" and len(log) == 26
+    assert log[0] == "step,ctc,speaker,lr" and len(log) == 41
 
     teacher = load_teacher(result.path)                   # the CTC head (aux) is dropped on loading
     assert teacher.config == default_config()

@@ -12,7 +12,7 @@ from ofactl.cli.app import app
 from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, QuietOption
 from ofactl.errors import OfactlError
 
-TASK_NAMES = "ks, ic, sid, er, pr, asr"
+TASK_NAMES = "ks, ic, sid, er, pr, asr, qbe, sf"
 
 TaskOption = Annotated[str, typer.Option("--task", "-t", metavar="TASK", show_default=False,
                                          help=f"Downstream task: {TASK_NAMES}.")]
@@ -132,6 +132,10 @@ def probe(
         raise OfactlError(f"--pooling must be cif or avg, found {pooling!r}")
     if pooling == "avg" and period is None:
         raise OfactlError("--pooling avg (the average-pooling baseline) needs --period")
+    if learn_lambda:
+        from ofactl.adaptive import check_learnable
+
+        check_learnable(task)
     data_path = resolve_data(task, data)
     results_path = resolve_results(results)
     which = _layer(layer)
@@ -186,6 +190,9 @@ def sweep(
     periods: Annotated[Optional[str], typer.Option(
         "--periods", metavar="LIST", show_default=False,
         help="Comma-separated periods, e.g. 20ms,40ms,90ms (default: log-spaced over the calibrated range).")] = None,
+    lambdas: Annotated[Optional[str], typer.Option(
+        "--lambdas", metavar="LIST", show_default=False,
+        help="Comma-separated lambdas instead of periods (e.g. 1 for a model pretrained at fixed lambda 1).")] = None,
     model: ModelOption = None,
     data: DataOption = None,
     results: ResultsOption = None,
@@ -205,6 +212,9 @@ def sweep(
 
     _check_task(task)
     period_list = _split_list(periods, FramePeriod.parse, "--periods")
+    lambda_list = _split_list(lambdas, float, "--lambdas")
+    if period_list and lambda_list:
+        raise OfactlError("give --periods or --lambdas, not both")
     lr_list = _split_list(lrs, float, "--lrs")
     seed_list = _split_list(seeds, int, "--seeds")
     if lr_list and any(x <= 0 for x in lr_list):
@@ -219,7 +229,7 @@ def sweep(
     from ofactl.workspace import resolve_model
 
     m = load_model(resolve_model(model), device=device)
-    kwargs = dict(results=results_path, periods=period_list, lrs=lr_list, seeds=seed_list, layer=which,
+    kwargs = dict(results=results_path, periods=period_list, lambdas=lambda_list, lrs=lr_list, seeds=seed_list, layer=which,
                   features_dir=features_dir, max_epochs=max_epochs, patience=patience, pooling=pooling)
     if quiet:
         summary = run_sweep(task, data_path, m, **kwargs)
@@ -235,6 +245,8 @@ def sweep(
     console = Console(soft_wrap=True, highlight=False)
     for (p, s), lr_value in summary.chosen.items():
         console.print(f"{task} {p} seed {s}: done (lr {lr_value:g})")
+    for p, s in summary.scored:
+        console.print(f"{task} {p}: done (no training)")
     for p, s in summary.infeasible:
         console.print(f"{task} {p} seed {s}: infeasible (recorded)")
     if summary.skipped:

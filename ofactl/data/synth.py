@@ -22,6 +22,15 @@ s3prl's) accept the real and the synthetic data::
       VoxCeleb1/iden_split.txt                "<1|2|3> id10001/<video>/00001.wav"
       fluent_speech_commands_dataset/wavs/speakers/<speakerId>/<uuid>.wav
       fluent_speech_commands_dataset/data/{train,valid,test}_data.csv
+      quesst14Database/Audio/quesst14_NNNNN.wav                 (documents)
+      quesst14Database/{dev_queries/quesst14_dev_NNNN,eval_queries/quesst14_eval_NNNN}.wav
+      quesst14Database/scoring/language_key_{utterances,dev,eval}.lst
+          "quesst14Database/Audio/quesst14_00001.wav nnenglish"
+      quesst14Database/scoring/groundtruth_quesst14_{dev,eval}/quesst14_{dev,eval}.rttm
+          "LEXEME quesst14_00007 1 <tbeg> <tdur> quesst14_dev_0001 lex <NA> <NA>"
+      SNIPS/{train,valid,test}/<Voice>-snips-<split>-<n>.wav        (Audio SNIPS)
+      SNIPS/all.iob.snips.txt  "<id> BOS WORDS EOS<TAB>O <slot per word> <Intent>"
+      SNIPS/slots.txt          "O" then the slot names, most frequent first
       .done                                   JSON: arguments and counts
 
 Layout notes (what the real releases do, mirrored on purpose):
@@ -44,7 +53,7 @@ Layout notes (what the real releases do, mirrored on purpose):
 
 Sizes: ``utterances`` (U) is the LibriSpeech count over ``speakers`` (N)
 speakers.  The other layouts follow these rules (for the defaults N=8,
-U=200 the whole corpus is 441 files, 0.28 hours, 27 MB):
+U=200 the whole corpus is 511 files, 0.33 hours, 32 MB):
 
 * speaker roles: ``max(1, round(N/10))`` speakers each for dev and test,
   the rest train (the same speakers in LibriSpeech, Speech Commands and FSC);
@@ -60,7 +69,28 @@ U=200 the whole corpus is 441 files, 0.28 hours, 27 MB):
 * Fluent Speech Commands: ``max(2, round(U / (3 N)))`` commands per
   speaker from the 31 FSC intents; train cycles through the intents, valid
   and test only use slot values seen in train (s3prl's IC reader builds its
-  label maps from train).
+  label maps from train);
+* QUESST 2014 (query by example, English only): ``Q = min(30, max(2,
+  round(U / 20)))`` dev and ``Q`` eval queries, one per query term (a
+  two-word phrase of words of five letters or more, spoken alone);
+  ``max(4 Q + 4, min(400, round(U / 4)))`` documents, sentences of 4-10
+  words of the rest of the vocabulary, each term inserted into two of them
+  (at most one term per document; the others contain none).  Queries are
+  spoken by ``max(1, N // 3)`` of the speakers, documents by the others.
+  The RTTM times of an occurrence are estimated from its character
+  position in the sentence (espeak-ng gives no word timings); the
+  scorer's ``.ecf.xml``/``.tlist.xml`` files are not written.
+* Audio SNIPS (slot filling, the layout s3prl's ``snips_prepare_data.sh``
+  writes): ``S = max(12, min(1000, round(0.3 U)))`` utterances of seven
+  SNIPS intents (PlayMusic, AddToPlaylist, GetWeather, BookRestaurant,
+  RateBook, SearchCreativeWork, SearchScreeningEvent) from a few templates
+  with slot values drawn from small lists; ``max(2, round(0.15 S))`` each
+  in ``valid`` and ``test``, the rest in ``train`` (which cycles through every
+  template first).  Train speakers take SUPERB's train voice names (``Ivy``,
+  ``Joanna``, ...), dev speakers the valid names, test speakers the test
+  names (at most 8 / 4 / 4 speakers), so s3prl's speaker filter keeps them;
+  each sentence is spoken once.  Slot tags are plain slot names (``O``
+  outside), as in the published annotation.
 
 Each speaker is one espeak-ng voice variant with a fixed pitch, speed,
 amplitude and word gap, a fixed spectral colour (a peaking filter and a
@@ -127,6 +157,8 @@ LAYOUT_ROOTS = {
     "speech_commands_test": "speech_commands_test_set_v0.01",
     "voxceleb1": "VoxCeleb1",
     "fluent_commands": "fluent_speech_commands_dataset",
+    "quesst14": "quesst14Database",
+    "snips": "SNIPS",
 }
 
 #: The phone inventory of ``*.phones.txt``: espeak-ng's en-us phonemes in IPA
@@ -202,6 +234,8 @@ _VOX_SPLIT = {"train": 1, "dev": 2, "test": 3}
 
 # RNG streams (SeedSequence entropy words after the seed).
 _STREAM_SPEAKERS, _STREAM_TEXT, _STREAM_IDS, _STREAM_JOB, _STREAM_NOISE = 1, 2, 3, 4, 5
+_STREAM_QUESST = 14  # its own text/voice/jitter generators, so the other layouts do not change
+_STREAM_SNIPS = 20  # likewise for Audio SNIPS
 
 Progress = Callable[[int, int], None]
 
@@ -220,6 +254,8 @@ class SynthReport:
         speech_commands_test: ``out_dir/speech_commands_test_set_v0.01``.
         voxceleb1: ``out_dir/VoxCeleb1``.
         fluent_commands: ``out_dir/fluent_speech_commands_dataset``.
+        quesst14: ``out_dir/quesst14Database``.
+        snips: ``out_dir/SNIPS`` (Audio SNIPS).
         counts: audio files per layout (keys of :data:`LAYOUT_ROOTS`, plus
             ``background_noise``).
         n_files: audio files in all.
@@ -237,6 +273,8 @@ class SynthReport:
     speech_commands_test: Path
     voxceleb1: Path
     fluent_commands: Path
+    quesst14: Path
+    snips: Path
     counts: dict[str, int]
     n_files: int
     total_hours: float
@@ -331,6 +369,11 @@ class _Plan:
     fsc_rows: dict[str, list[tuple[str, str, str, str, str, str]]] = field(
         default_factory=lambda: {"train": [], "dev": [], "test": []}
     )
+    # QUESST 2014: documents (id, job, words, term or None, index of its first word) and queries by set
+    quesst_docs: list[tuple[str, int, list[str], str | None, int]] = field(default_factory=list)
+    quesst_queries: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: {"dev": [], "eval": []})
+    # Audio SNIPS: (utterance id, split folder, words, slot tag per word, intent)
+    snips_rows: list[tuple[str, str, list[str], list[str], str]] = field(default_factory=list)
 
     def add(self, layout: str, relpath: str, text: str, voice: _Voice | None, rng, **kw) -> int:
         if voice is not None and "pitch" not in kw:
@@ -592,7 +635,145 @@ def _plan(n_speakers: int, utterances: int, seed: int) -> _Plan:
                 rel = f"wavs/speakers/{spk.fsc_id}/{_fsc_uuid(ids)}.wav"
                 plan.add("fluent_commands", f"{fsc}/{rel}", phrase, spk.voice, jitter)
                 plan.fsc_rows[role].append((rel, spk.fsc_id, phrase, action, obj, loc))
+
+    _plan_quesst14(plan, speakers, utterances, seed)
+    _plan_snips(plan, speakers, utterances, seed)
     return plan
+
+
+def _plan_quesst14(plan: _Plan, speakers: list[_Speaker], utterances: int, seed: int) -> None:
+    """QUESST 2014 documents and queries (see the module docstring), from their own generators."""
+    text = _rng(seed, _STREAM_QUESST, 0)
+    jitter = _rng(seed, _STREAM_QUESST, 1)
+    root = LAYOUT_ROOTS["quesst14"]
+    n_queries = min(30, max(2, round(utterances / 20)))
+    n_terms = 2 * n_queries
+    n_docs = max(2 * n_terms + 4, min(400, round(utterances / 4)))
+    long_words = [w for w in VOCABULARY if len(w) >= 5]
+    reserved = [long_words[i] for i in text.permutation(len(long_words))[: 2 * n_terms]]
+    terms = [f"{reserved[2 * k]} {reserved[2 * k + 1]}" for k in range(n_terms)]
+    filler = [w for w in VOCABULARY if w not in set(reserved)]
+    order = [speakers[i] for i in text.permutation(len(speakers))]
+    n_query_voices = max(1, len(speakers) // 3)
+    query_voices, doc_voices = order[:n_query_voices], order[n_query_voices:]
+    holder: list[str | None] = [None] * n_docs
+    for k, slot in enumerate(text.permutation(n_docs)[: 2 * n_terms]):  # every term in two documents
+        holder[int(slot)] = terms[k // 2]
+    for d in range(n_docs):
+        words = [filler[i] for i in text.integers(0, len(filler), size=int(text.integers(4, 11)))]
+        term = holder[d]
+        at = int(text.integers(0, len(words) + 1))
+        if term is not None:
+            words[at:at] = term.split()
+        doc_id = f"quesst14_{d + 1:05d}"
+        voice = doc_voices[int(text.integers(0, len(doc_voices)))].voice
+        job = plan.add("quesst14", f"{root}/Audio/{doc_id}.wav", " ".join(words), voice, jitter)
+        plan.quesst_docs.append((doc_id, job, words, term, at))
+    for part, folder, chosen in (("dev", "dev_queries", terms[:n_queries]), ("eval", "eval_queries", terms[n_queries:])):
+        for q, term in enumerate(chosen, start=1):
+            query_id = f"quesst14_{part}_{q:04d}"
+            voice = query_voices[int(text.integers(0, len(query_voices)))].voice
+            plan.add("quesst14", f"{root}/{folder}/{query_id}.wav", term, voice, jitter)
+            plan.quesst_queries[part].append((query_id, term))
+
+
+#: Audio SNIPS: slot values (lower case, spoken as written) and intent templates ({slot} fills one slot).
+_SNIPS_VALUES: dict[str, tuple[str, ...]] = {
+    "artist": ("madonna", "the beatles", "miles davis", "adele", "bob marley", "taylor swift"),
+    "service": ("spotify", "youtube", "deezer", "pandora"),
+    "music_item": ("song", "album", "track"),
+    "genre": ("jazz", "rock", "blues", "classical"),
+    "playlist": ("road trip", "chill evening", "morning coffee", "workout mix", "summer hits"),
+    "city": ("paris", "new york", "london", "tokyo", "berlin", "chicago"),
+    "timeRange": ("tomorrow", "tonight", "next week", "this weekend", "at noon"),
+    "restaurant_type": ("pizzeria", "steakhouse", "sushi bar", "diner"),
+    "party_size_number": ("two", "three", "four", "six"),
+    "object_name": ("the hobbit", "war and peace", "dune", "the odyssey"),
+    "rating_value": ("one", "two", "three", "four"),
+    "best_rating": ("five", "ten"),
+    "object_type": ("book", "novel", "movie", "series"),
+    "movie_name": ("star wars", "the matrix", "frozen", "jaws"),
+    "spatial_relation": ("nearby", "close by", "in the area"),
+    "object_location_type": ("movie theatre", "cinema"),
+}
+_SNIPS_TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("PlayMusic", "play {artist} on {service}"),
+    ("PlayMusic", "play some {genre} music"),
+    ("PlayMusic", "i want to hear a {music_item} by {artist}"),
+    ("AddToPlaylist", "add this {music_item} to my {playlist} playlist"),
+    ("AddToPlaylist", "put {artist} on the {playlist} playlist"),
+    ("GetWeather", "what is the weather in {city} {timeRange}"),
+    ("GetWeather", "will it be cold in {city}"),
+    ("GetWeather", "forecast for {timeRange}"),
+    ("BookRestaurant", "book a table for {party_size_number} at a {restaurant_type} in {city}"),
+    ("BookRestaurant", "reserve a {restaurant_type} for {party_size_number} people {timeRange}"),
+    ("RateBook", "rate {object_name} {rating_value} out of {best_rating}"),
+    ("RateBook", "give this {object_type} {rating_value} stars"),
+    ("SearchCreativeWork", "find the {object_type} called {object_name}"),
+    ("SearchCreativeWork", "show me the movie {movie_name}"),
+    ("SearchScreeningEvent", "when is {movie_name} playing {spatial_relation}"),
+    ("SearchScreeningEvent", "find a {object_location_type} showing {movie_name}"),
+)
+_SNIPS_SPLITS = {"train": "train", "dev": "valid", "test": "test"}
+
+
+def _snips_sentence(template: str, rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """Words (lower case) and one slot tag per word (``O`` or the slot name) of a filled template."""
+    words: list[str] = []
+    tags: list[str] = []
+    for piece in template.split():
+        if piece.startswith("{"):
+            slot = piece[1:-1]
+            values = _SNIPS_VALUES[slot]
+            value = values[int(rng.integers(0, len(values)))].split()
+            words += value
+            tags += [slot] * len(value)
+        else:
+            words.append(piece)
+            tags.append("O")
+    return words, tags
+
+
+def _plan_snips(plan: _Plan, speakers: list[_Speaker], utterances: int, seed: int) -> None:
+    """Audio SNIPS utterances (see the module docstring), from their own generators."""
+    from ofactl.data.layouts.snips import SUPERB_SPEAKERS
+
+    text = _rng(seed, _STREAM_SNIPS, 0)
+    jitter = _rng(seed, _STREAM_SNIPS, 1)
+    root = LAYOUT_ROOTS["snips"]
+    total = max(12, min(1000, round(0.3 * utterances)))
+    held = max(2, round(0.15 * total))
+    counts = {"train": total - 2 * held, "dev": held, "test": held}
+    order = [_SNIPS_TEMPLATES[i] for i in text.permutation(len(_SNIPS_TEMPLATES))]
+    for role, folder in _SNIPS_SPLITS.items():
+        names = SUPERB_SPEAKERS[folder]
+        voices = [s for s in speakers if s.role == role][: len(names)]
+        for k in range(counts[role]):
+            if role == "train":  # every template first, so valid/test only use slot types seen in train
+                intent, template = order[k % len(order)]
+            else:
+                intent, template = _SNIPS_TEMPLATES[int(text.integers(0, len(_SNIPS_TEMPLATES)))]
+            words, tags = _snips_sentence(template, text)
+            spk = k % len(voices)
+            uid = f"{names[spk]}-snips-{folder}-{k}"
+            plan.add("snips", f"{root}/{folder}/{uid}.wav", " ".join(words), voices[spk].voice, jitter)
+            plan.snips_rows.append((uid, folder, words, tags, intent))
+
+
+def _write_snips(plan: _Plan, stage: Path) -> None:
+    """``all.iob.snips.txt`` (test, valid, train, as s3prl's preparation writes it) and ``slots.txt``."""
+    root = stage / LAYOUT_ROOTS["snips"]
+    lines, freq = [], {}
+    for folder in ("test", "valid", "train"):
+        for uid, part, words, tags, intent in plan.snips_rows:
+            if part != folder:
+                continue
+            lines.append(f"{uid} BOS {' '.join(words).upper()} EOS\tO {' '.join(tags)} {intent}")
+            for tag in tags:
+                freq[tag] = freq.get(tag, 0) + 1
+    _write_text(root / "all.iob.snips.txt", lines)
+    slots = ["O"] + sorted((t for t in freq if t != "O"), key=lambda t: (-freq[t], t))  # s3prl skips line 1
+    (root / "slots.txt").write_text("\n".join(slots), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- audio
@@ -827,6 +1008,31 @@ def _write_metadata(plan: _Plan, results: list[tuple[int, list[str]]], stage: Pa
             writer.writerow([i, *row])
         (fsc / f"{name}_data.csv").write_text(buf.getvalue(), encoding="utf-8")
 
+    _write_quesst14(plan, results, stage)
+    _write_snips(plan, stage)
+
+
+def _write_quesst14(plan: _Plan, results: list[tuple[int, list[str]]], stage: Path) -> None:
+    """The language keys and the ground-truth RTTM (occurrence times estimated from character positions)."""
+    root = LAYOUT_ROOTS["quesst14"]
+    scoring = stage / root / "scoring"
+    _write_text(scoring / "language_key_utterances.lst",
+                [f"{root}/Audio/{doc_id}.wav nnenglish" for doc_id, *_ in plan.quesst_docs])
+    for part, folder in (("dev", "dev_queries"), ("eval", "eval_queries")):
+        queries = plan.quesst_queries[part]
+        _write_text(scoring / f"language_key_{part}.lst", [f"{root}/{folder}/{q}.wav nnenglish" for q, _ in queries])
+        by_term = {term: q for q, term in queries}
+        lines = []
+        for doc_id, job, words, term, at in plan.quesst_docs:
+            if term not in by_term:
+                continue
+            seconds = results[job][0] / SAMPLE_RATE
+            chars = len(" ".join(words))
+            before = len(" ".join(words[:at])) + (1 if at else 0)
+            begin, duration = seconds * before / chars, seconds * len(term) / chars
+            lines.append(f"LEXEME {doc_id} 1 {begin:.3f} {duration:.3f} {by_term[term]} lex <NA> <NA>")
+        _write_text(scoring / f"groundtruth_quesst14_{part}" / f"quesst14_{part}.rttm", lines)
+
 
 # --------------------------------------------------------------------------- entry point
 
@@ -879,7 +1085,8 @@ def synthesize_corpus(
 
     Writes LibriSpeech (train-clean-100 / dev-clean / test-clean, with our
     ``*.phones.txt``), Speech Commands v0.01 and its test set, VoxCeleb1 (for
-    identification) and Fluent Speech Commands; see the module docstring for
+    identification), Fluent Speech Commands, QUESST 2014 (English) and
+    Audio SNIPS (slot filling); see the module docstring for
     the exact paths and the rule that sizes each layout.  Everything is built
     in a hidden folder inside ``out_dir`` and moved into place at the end;
     ``out_dir/.done`` is written last.  Calling again with the same arguments

@@ -2,13 +2,16 @@
 
 :data:`TASKS` maps each task name to its :class:`~ofactl.tasks.base.Task`
 (one module per task; the shared probe heads and training loop live in
-:mod:`ofactl.tasks.base`).  Not supported yet: ``qbe``, ``sf``, ``st``.
+:mod:`ofactl.tasks.base`).  ``qbe`` has no training
+(``Task.trainable`` False: subsequence DTW, scored directly).  Not supported yet: ``st``.
 """
 
 from __future__ import annotations
 
 from ofactl.errors import OfactlError
 from ofactl.tasks import asr, er, ic, ks, pr, sid
+from ofactl.tasks import qbe
+from ofactl.tasks import sf
 from ofactl.tasks.base import Metric, Task
 
 TASKS: dict[str, Task] = {
@@ -18,9 +21,11 @@ TASKS: dict[str, Task] = {
     "er": er.TASK,
     "pr": pr.TASK,
     "asr": asr.TASK,
+    "qbe": qbe.TASK,
+    "sf": sf.TASK,
 }
 
-NOT_YET = ("qbe", "sf", "st")
+NOT_YET = ("st",)
 
 
 def get_task(name: str) -> Task:
