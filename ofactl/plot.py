@@ -15,8 +15,9 @@ Rules
 -----
 * **Kinds of model.**  A model is a *previous work* when a note of one of its
   rows contains "previous" or "prior work"; a *baseline* when a note contains
-  "baseline", or when all its rows (task ``profile`` aside) have one frame
-  period (a fixed-rate model cannot draw a line).  Every other model is an
+  "baseline", or when its rows (task ``profile`` aside) have one frame
+  period per task (a fixed-rate model cannot draw a line; its measured
+  period may differ a little from task to task).  Every other model is an
   *OFA model*, drawn as a line through its periods.  Baselines are drawn as
   ``x``, previous works as ``+``.  Rows of a learned lambda (``probe
   --learn-lambda``, note "learned lambda ...") are drawn apart from their
@@ -216,7 +217,8 @@ def classify_models(df: "pd.DataFrame") -> dict[str, str]:
             kinds[str(model)] = "baseline"
         else:
             periods = group["target_period_ms"].where(group["target_period_ms"].notna(), group["measured_period_ms"])
-            kinds[str(model)] = "ofa" if periods.dropna().round(1).nunique() > 1 else "baseline"
+            per_task = periods.dropna().round(1).groupby(group["task"]).nunique()
+            kinds[str(model)] = "ofa" if len(per_task) and per_task.max() > 1 else "baseline"
     return kinds
 
 
@@ -549,7 +551,7 @@ def plot_results(
     first = [m + suffix[kinds[m]] for m in model_order]
     handles = {k: handles[k] for k in [*first, *handles] if k in handles}  # models in legend order, then the rest
     fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
-               ncol=min(len(handles), 2 if ncols == 1 else 2 * ncols), fontsize=SMALL_PT, frameon=False)
+               ncol=min(len(handles), 2 if ncols == 1 else ncols + 1), fontsize=SMALL_PT, frameon=False)
     return fig
 
 

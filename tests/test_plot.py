@@ -406,3 +406,15 @@ def test_learned_lambda_rows_get_their_own_star(tmp_path: Path) -> None:
     star = lines["learned:ofa, learned λ"]
     assert star.get_marker() == "*" and list(star.get_xdata()) == [41.0] and list(star.get_ydata()) == [88.0]
     assert legend_texts(fig) == ["ofa", "ofa, learned λ"]
+
+
+def test_a_fixed_rate_model_is_a_baseline_even_if_its_measured_period_differs_by_task(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    rows = [row("ofa", "ks", "accuracy", v, p, True) for p, v in KS.items()]
+    rows.append(row("fixed-lam1", "ks", "accuracy", 0.9, None, True, lam=1.0, measured_period_ms=39.3))
+    rows.append(row("fixed-lam1", "pr", "per", 0.2, None, False, lam=1.0, measured_period_ms=32.8))
+    append_rows(path, rows)
+    kinds = classify_models(read_results(path))
+    assert kinds == {"ofa": "ofa", "fixed-lam1": "baseline"}
+    fig = plot_results(path)
+    assert "fixed-lam1 (baseline)" in legend_texts(fig)
