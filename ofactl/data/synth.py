@@ -53,7 +53,7 @@ Layout notes (what the real releases do, mirrored on purpose):
 
 Sizes: ``utterances`` (U) is the LibriSpeech count over ``speakers`` (N)
 speakers.  The other layouts follow these rules (for the defaults N=8,
-U=200 the whole corpus is 511 files, 0.33 hours, 32 MB):
+U=200 the whole corpus is 571 files, 0.37 hours, 35 MB):
 
 * speaker roles: ``max(1, round(N/10))`` speakers each for dev and test,
   the rest train (the same speakers in LibriSpeech, Speech Commands and FSC);
