@@ -98,4 +98,47 @@ def mtwv(scores, truth, beta: float = BETA) -> tuple[float, float]:
     return float(values[best]), float(thresholds[best])
 
 
-__all__ = ["BETA", "C_FA", "C_MISS", "P_TARGET", "mtwv", "twv"]
+def query_terms(scores, truth, thresholds, beta: float = BETA) -> tuple[np.ndarray, np.ndarray]:
+    """Each scored query's TWV term at each threshold, and which queries are scored.
+
+    Returns ``(terms, scored)``: ``terms[q, k] = hits_q / T_q - beta * false_alarms_q / N_q`` at
+    ``thresholds[k]`` for the queries with a target (``scored``, a boolean mask over all queries).  The
+    TWV at a threshold is the mean of its column, so resampling queries resamples rows.
+    """
+    s, t = _check(scores, truth)
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    scored = t.any(axis=1)
+    terms = np.empty((int(scored.sum()), thresholds.size), dtype=np.float64)
+    for row, q in enumerate(np.flatnonzero(scored)):
+        target = np.sort(s[q, t[q]])
+        other = np.sort(s[q, ~t[q]])
+        hits = target.size - np.searchsorted(target, thresholds, side="left")
+        false_alarms = other.size - np.searchsorted(other, thresholds, side="left")
+        terms[row] = hits / target.size - beta * false_alarms / max(other.size, 1)
+    return terms, scored
+
+
+def candidate_thresholds(scores, truth) -> np.ndarray:
+    """The thresholds among which the MTWV is found: the distinct scores of target trials.
+
+    Lowering the threshold past a score with no target trial only adds false
+    alarms, so the best TWV is at a target trial's score (or at detecting
+    nothing, TWV 0).
+    """
+    s, t = _check(scores, truth)
+    return np.unique(s[t])
+
+
+def mtwv_from_terms(curve_sums, n) -> np.ndarray | float:
+    """MTWV from summed :func:`query_terms` rows (``(..., K)``) over ``n`` queries (vectorised; 0 at worst)."""
+    curve_sums = np.asarray(curve_sums, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = curve_sums / n[..., None]
+    best = mean.max(axis=-1, initial=0.0)  # detecting nothing gives 0
+    best = np.where(n > 0, best, np.nan)
+    return float(best) if best.ndim == 0 else best
+
+
+__all__ = ["BETA", "C_FA", "C_MISS", "P_TARGET", "candidate_thresholds", "mtwv", "mtwv_from_terms", "query_terms",
+           "twv"]

@@ -4,7 +4,9 @@ Characters are the transcript's (upper case letters, apostrophe) with ``|``
 as the word boundary; greedy CTC decoding; words are split at ``|``.
 """
 
-from ofactl.tasks.base import CTCTask, Metric
+import numpy as np
+
+from ofactl.tasks.base import CTCTask, Metric, ratio
 
 BOUNDARY = "|"
 
@@ -26,25 +28,22 @@ class SpeechRecognition(CTCTask):
     def tokens(self, label):
         return [BOUNDARY if c == " " else c for c in label]
 
-    def score(self, head, x, lengths, targets, vocab):
+    def utterance_stats(self, head, x, lengths, targets, vocab):
         from torchaudio.functional import edit_distance
 
         hyps = self.decode(head(x, lengths), lengths)
-        stats = {"word_errors": 0.0, "words": 0.0, "char_errors": 0.0, "chars": 0.0}
+        rows = []
         for h, t in zip(hyps, targets):
             hc, tc = self.units(h, vocab), self.units(t, vocab)
             hw = "".join(hc).replace(BOUNDARY, " ").split()
             tw = "".join(tc).replace(BOUNDARY, " ").split()
-            stats["word_errors"] += edit_distance(hw, tw)
-            stats["words"] += len(tw)
-            stats["char_errors"] += edit_distance(hc, tc)
-            stats["chars"] += len(tc)
-        return stats
+            rows.append((edit_distance(hw, tw), len(tw), edit_distance(hc, tc), len(tc)))
+        table = np.asarray(rows, dtype=np.float64).reshape(len(rows), 4)
+        return dict(zip(("word_errors", "words", "char_errors", "chars"), table.T))
 
     def finish(self, totals):
-        nan = float("nan")
-        return {"wer": totals["word_errors"] / totals["words"] if totals.get("words") else nan,
-                "cer": totals["char_errors"] / totals["chars"] if totals.get("chars") else nan}
+        return {"wer": ratio(totals["word_errors"], totals["words"]),
+                "cer": ratio(totals["char_errors"], totals["chars"])}
 
 
 TASK = SpeechRecognition()

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -87,12 +88,26 @@ class Task:
     def loss(self, head: nn.Module, x: Tensor, lengths: Tensor, targets: list[Any]) -> Tensor:
         raise NotImplementedError
 
-    def score(self, head: nn.Module, x: Tensor, lengths: Tensor, targets: list[Any], vocab: Any) -> dict[str, float]:
-        """Sufficient statistics of one batch (summed by :func:`evaluate`)."""
+    def utterance_stats(self, head: nn.Module, x: Tensor, lengths: Tensor, targets: list[Any],
+                        vocab: Any) -> dict[str, np.ndarray]:
+        """Sufficient statistics of each utterance of a batch: ``{name: (batch,) array}``.
+
+        A metric is ``finish`` of these summed over a set of utterances, so
+        they are what :mod:`ofactl.outcomes` keeps and :mod:`ofactl.stats`
+        resamples.
+        """
         raise NotImplementedError
 
-    def finish(self, totals: dict[str, float]) -> dict[str, float]:
-        """Metric values from the summed statistics."""
+    def score(self, head: nn.Module, x: Tensor, lengths: Tensor, targets: list[Any], vocab: Any) -> dict[str, float]:
+        """Sufficient statistics of one batch: :meth:`utterance_stats` summed."""
+        return {k: float(np.sum(v)) for k, v in self.utterance_stats(head, x, lengths, targets, vocab).items()}
+
+    def finish(self, totals: dict[str, Any]) -> dict[str, Any]:
+        """Metric values from the summed statistics.
+
+        Vectorised: a total may be a float or an array of bootstrap replicates
+        (every total the same leading shape); use :func:`ratio` for divisions.
+        """
         raise NotImplementedError
 
     def no_labels(self, data, split: str):
@@ -123,6 +138,14 @@ class Task:
         t = list(example.target)
         repeats = sum(1 for a, b in zip(t, t[1:]) if a == b)
         return example.n_frames < len(t) + repeats
+
+
+def ratio(num, den):
+    """``num / den``, NaN where ``den`` is 0; floats in, float out; arrays in, array out."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den != 0)
+    return float(out) if out.ndim == 0 else out
 
 
 # ----------------------------------------------------------------------------- heads
@@ -210,17 +233,17 @@ class ClassificationTask(Task):
         t = torch.tensor(targets, device=logits.device).view(len(targets), len(sizes))
         return sum(nn.functional.cross_entropy(p, t[:, i], ignore_index=-1) for i, p in enumerate(parts))
 
-    def score(self, head, x, lengths, targets, vocab):
+    def utterance_stats(self, head, x, lengths, targets, vocab):
         logits = head(x, lengths)
         parts = self._split_logits(logits, vocab)
         t = torch.tensor(targets, device=logits.device).view(len(targets), len(vocab))
         hit = torch.ones(len(targets), dtype=torch.bool, device=logits.device)
         for i, p in enumerate(parts):
             hit &= p.argmax(-1) == t[:, i]
-        return {"correct": float(hit.sum()), "n": float(len(targets))}
+        return {"correct": hit.cpu().numpy().astype(np.float64), "n": np.ones(len(targets))}
 
     def finish(self, totals):
-        return {"accuracy": totals["correct"] / totals["n"] if totals.get("n") else float("nan")}
+        return {"accuracy": ratio(totals["correct"], totals["n"])}
 
 
 
@@ -265,13 +288,13 @@ class CTCTask(Task):
             out.append([s for s in seq if s != 0])
         return out
 
-    def score(self, head, x, lengths, targets, vocab):
+    def utterance_stats(self, head, x, lengths, targets, vocab):
         from torchaudio.functional import edit_distance
 
         hyps = self.decode(head(x, lengths), lengths)
-        errors = sum(edit_distance(self.units(h, vocab), self.units(t, vocab)) for h, t in zip(hyps, targets))
-        ref = sum(len(self.units(t, vocab)) for t in targets)
-        return {"errors": float(errors), "ref": float(ref)}
+        errors = [edit_distance(self.units(h, vocab), self.units(t, vocab)) for h, t in zip(hyps, targets)]
+        ref = [len(self.units(t, vocab)) for t in targets]
+        return {"errors": np.asarray(errors, dtype=np.float64), "ref": np.asarray(ref, dtype=np.float64)}
 
     def units(self, ids: list[int], vocab) -> list[str]:
         """What the error rate counts (tokens for PER; words for WER)."""
@@ -351,26 +374,39 @@ class Standardize:
 
 
 @torch.no_grad()
-def evaluate(task: Task, head: nn.Module, examples: Sequence[Example], vocab, upstream: Upstream = fixed_upstream,
-             batch_size: int = 64, device: str | torch.device = "cpu", with_loss: bool = False) -> dict[str, float]:
-    """Metrics of ``head`` on ``examples`` (and the mean loss, key ``loss``, with ``with_loss``)."""
+def score_examples(task: Task, head: nn.Module, examples: Sequence[Example], vocab, upstream: Upstream = fixed_upstream,
+                   batch_size: int = 64, device: str | torch.device = "cpu", with_loss: bool = False):
+    """Per-utterance statistics of ``head`` on ``examples``: an :class:`~ofactl.outcomes.Outcomes`
+    (and the mean loss with ``with_loss``, else None)."""
+    from ofactl.outcomes import Outcomes
+
     was = head.training
     head.eval()
-    totals: dict[str, float] = {}
+    ids: list[str] = []
+    parts: dict[str, list[np.ndarray]] = {}
     loss_sum, n = 0.0, 0
     for batch in batches(examples, batch_size):
         x, lengths = upstream(batch.inputs)
         x, lengths = x.to(device), lengths.to(device)
-        stats = task.score(head, x, lengths, batch.targets, vocab)
-        for k, v in stats.items():
-            totals[k] = totals.get(k, 0.0) + v
+        for k, v in task.utterance_stats(head, x, lengths, batch.targets, vocab).items():
+            parts.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
+        ids.extend(batch.ids)
         if with_loss:
             loss_sum += float(task.loss(head, x, lengths, batch.targets)) * len(batch.ids)
             n += len(batch.ids)
     head.train(was)
-    metrics = task.finish(totals)
+    outcomes = Outcomes(task.name, ids, {k: np.concatenate(v) for k, v in parts.items()})
+    return outcomes, (loss_sum / max(n, 1) if with_loss else None)
+
+
+def evaluate(task: Task, head: nn.Module, examples: Sequence[Example], vocab, upstream: Upstream = fixed_upstream,
+             batch_size: int = 64, device: str | torch.device = "cpu", with_loss: bool = False) -> dict[str, float]:
+    """Metrics of ``head`` on ``examples`` (and the mean loss, key ``loss``, with ``with_loss``)."""
+    outcomes, loss = score_examples(task, head, examples, vocab, upstream, batch_size, device, with_loss)
+    totals = {k: float(v.sum()) for k, v in outcomes.stats.items()}
+    metrics = {k: float(v) for k, v in task.finish(totals).items()}
     if with_loss:
-        metrics["loss"] = loss_sum / max(n, 1)
+        metrics["loss"] = loss
     return metrics
 
 

@@ -1,6 +1,6 @@
 """``pr``: phone recognition on LibriSpeech (SUPERB PR): a linear CTC probe over phones, phone error rate."""
 
-from ofactl.tasks.base import CTCTask, Metric
+from ofactl.tasks.base import CTCTask, Metric, ratio
 
 
 class PhoneRecognition(CTCTask):
@@ -21,7 +21,7 @@ class PhoneRecognition(CTCTask):
         return list(label)
 
     def finish(self, totals):
-        return {"per": totals["errors"] / totals["ref"] if totals.get("ref") else float("nan")}
+        return {"per": ratio(totals["errors"], totals["ref"])}
 
 
 TASK = PhoneRecognition()

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ofactl.errors import OfactlError
-from ofactl.tasks.base import Example, Metric, Task
+from ofactl.tasks.base import Example, Metric, Task, ratio
 
 _TRUTH = {"dev": "dev", "test": "eval"}
 
@@ -95,9 +95,12 @@ class QueryByExample(Task):
                     t[i, index[doc_id]] = True
         return t
 
-    def score_splits(self, examples: dict[str, list[Example]], upstream=None) -> tuple[dict, dict]:
-        """Dev and test metrics (roles ``train`` = documents, ``dev``, ``test``)."""
-        from ofactl.twv import mtwv, twv
+    def score_splits(self, examples: dict[str, list[Example]], upstream=None):
+        """Dev and test metrics (roles ``train`` = documents, ``dev``, ``test``), and the test queries'
+        :class:`~ofactl.outcomes.Outcomes` (per scored query: its TWV term at every candidate
+        threshold of the test split, ``twv_curve``, and at the dev threshold, ``twv_at_dev``)."""
+        from ofactl.outcomes import Outcomes
+        from ofactl.twv import candidate_thresholds, mtwv, query_terms, twv
 
         docs = examples["train"]
         result = {}
@@ -114,7 +117,18 @@ class QueryByExample(Task):
         test_scores, test_truth, test_mtwv, _ = result["test"]
         dev = {"mtwv": dev_mtwv, "atwv": dev_mtwv, "threshold": dev_threshold}
         test = {"mtwv": test_mtwv, "atwv": twv(test_scores, test_truth, dev_threshold), "threshold": dev_threshold}
-        return dev, test
+        curve, scored = query_terms(test_scores, test_truth, candidate_thresholds(test_scores, test_truth))
+        at_dev, _ = query_terms(test_scores, test_truth, [dev_threshold])
+        ids = [q.id for q, keep in zip(examples["test"], scored) if keep]
+        outcomes = Outcomes(self.name, ids, {"twv_curve": curve, "twv_at_dev": at_dev[:, 0], "n": np.ones(len(ids))})
+        return dev, test, outcomes
+
+    def finish(self, totals):
+        """MTWV and ATWV from summed per-query terms (see :meth:`score_splits`); vectorised."""
+        from ofactl.twv import mtwv_from_terms
+
+        return {"mtwv": mtwv_from_terms(totals["twv_curve"], totals["n"]),
+                "atwv": ratio(totals["twv_at_dev"], totals["n"])}
 
 
 TASK = QueryByExample()

@@ -30,7 +30,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ofactl.tasks.base import CTCTask, Metric
+import numpy as np
+
+from ofactl.tasks.base import CTCTask, Metric, ratio
 
 BOUNDARY = "|"
 _SLOT = re.compile(r"B\-(\S+) (.+?) E\-\1")
@@ -99,34 +101,43 @@ class SlotStats:
     value_chars: int = 0
 
 
-def slot_stats(hyps: list[str], refs: list[str]) -> SlotStats:
-    """The statistics behind ``slot_type_f1`` and ``slot_value_cer`` for (hypothesis, reference) texts."""
+def utterance_slot_stats(hyp: str, ref: str) -> tuple[float, int, int]:
+    """``(slot-type F1, value edits, value characters)`` of one (hypothesis, reference) text pair."""
     from torchaudio.functional import edit_distance
 
+    ref_slots, hyp_slots = slot_values(ref), slot_values(hyp, clean=True)
+    if not ref_slots and not hyp_slots:
+        f1 = 1.0
+    elif not ref_slots or not hyp_slots:
+        f1 = 0.0
+    else:
+        recall = sum(s in hyp_slots for s in ref_slots) / len(ref_slots)
+        precision = sum(s in ref_slots for s in hyp_slots) / len(hyp_slots)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    value_errors = value_chars = 0
+    for slot, values in ref_slots.items():
+        for ref_v in values:
+            # s3prl keeps the first hypothesis value of the lowest CER below its start value of 100,
+            # and scores the empty string when there is none
+            best = len(ref_v)
+            errors = [edit_distance(h, ref_v) for h in hyp_slots.get(slot, [])]
+            below = [e for e in errors if e / len(ref_v) < 100]
+            if below:
+                best = min(below)
+            value_errors += best
+            value_chars += len(ref_v)
+    return f1, value_errors, value_chars
+
+
+def slot_stats(hyps: list[str], refs: list[str]) -> SlotStats:
+    """The statistics behind ``slot_type_f1`` and ``slot_value_cer`` for (hypothesis, reference) texts."""
     stats = SlotStats()
     for hyp, ref in zip(hyps, refs):
-        ref_slots, hyp_slots = slot_values(ref), slot_values(hyp, clean=True)
-        if not ref_slots and not hyp_slots:
-            f1 = 1.0
-        elif not ref_slots or not hyp_slots:
-            f1 = 0.0
-        else:
-            recall = sum(s in hyp_slots for s in ref_slots) / len(ref_slots)
-            precision = sum(s in ref_slots for s in hyp_slots) / len(hyp_slots)
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        f1, errors, chars = utterance_slot_stats(hyp, ref)
         stats.f1_sum += f1
         stats.n += 1
-        for slot, values in ref_slots.items():
-            for ref_v in values:
-                # s3prl keeps the first hypothesis value of the lowest CER below its start value of 100,
-                # and scores the empty string when there is none
-                best = len(ref_v)
-                errors = [edit_distance(h, ref_v) for h in hyp_slots.get(slot, [])]
-                below = [e for e in errors if e / len(ref_v) < 100]
-                if below:
-                    best = min(below)
-                stats.value_errors += best
-                stats.value_chars += len(ref_v)
+        stats.value_errors += errors
+        stats.value_chars += chars
     return stats
 
 
@@ -165,17 +176,15 @@ class SlotFilling(CTCTask):
         target.text = to_text(list(label))
         return target
 
-    def score(self, head, x, lengths, targets, vocab):
+    def utterance_stats(self, head, x, lengths, targets, vocab):
         hyps = [to_text(self.units(h, vocab)) for h in self.decode(head(x, lengths), lengths)]
         refs = [t.text if isinstance(t, Target) else to_text(self.units(t, vocab)) for t in targets]
-        s = slot_stats(hyps, refs)
-        return {"f1_sum": s.f1_sum, "n": float(s.n), "value_errors": float(s.value_errors),
-                "value_chars": float(s.value_chars)}
+        rows = np.asarray([utterance_slot_stats(h, r) for h, r in zip(hyps, refs)], dtype=np.float64).reshape(-1, 3)
+        return {"f1_sum": rows[:, 0], "n": np.ones(len(rows)), "value_errors": rows[:, 1], "value_chars": rows[:, 2]}
 
     def finish(self, totals):
-        nan = float("nan")
-        return {"slot_type_f1": totals["f1_sum"] / totals["n"] if totals.get("n") else nan,
-                "slot_value_cer": totals["value_errors"] / totals["value_chars"] if totals.get("value_chars") else nan}
+        return {"slot_type_f1": ratio(totals["f1_sum"], totals["n"]),
+                "slot_value_cer": ratio(totals["value_errors"], totals["value_chars"])}
 
 
 TASK = SlotFilling()
