@@ -4,7 +4,7 @@ Importing this package is cheap: torch is only imported by the submodules that
 need it (``ofactl.cif``, ``ofactl.model``, ...), so ``ofactl --help`` is instant.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 
 def load_model(path=None, device="cpu"):

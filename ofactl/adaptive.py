@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -28,7 +28,7 @@ from torch import Tensor
 from ofactl.errors import OfactlError
 from ofactl.results import ResultRow
 from ofactl.tasks import Task, get_task
-from ofactl.tasks.base import Example, Standardize, evaluate, fit
+from ofactl.tasks.base import Example, Standardize, fit, score_examples
 
 SAMPLE_RATE = 16000
 
@@ -42,14 +42,18 @@ class Cached:
     duration_s: float
 
 
+def _check_init(lam_init: float, lam_max: float) -> None:
+    if not 0.0 < lam_init < lam_max:
+        raise OfactlError(f"--lambda-init must lie in (0, {lam_max:g}) (lambda_max of this model), found {lam_init:g}")
+
+
 class AdaptiveUpstream:
     """Frozen student back end with a trainable lambda; callable as ``upstream(inputs) -> (x, lengths)``."""
 
     def __init__(self, student, lam_max: float, lam_init: float, layer: str | int = "last"):
         from ofactl.inference import parse_layer
 
-        if not 0.0 < lam_init < lam_max:
-            raise OfactlError(f"--lambda-init must lie in (0, {lam_max:g}) (lambda_max of this model), found {lam_init:g}")
+        _check_init(lam_init, lam_max)
         self.student = student
         self.lam_max = lam_max
         p = lam_init / lam_max
@@ -144,18 +148,25 @@ def run_adaptive(
     data: str | Path,
     model=None,
     *,
-    lam_init: float | None = None,
+    lam_init: float | Sequence[float] | None = None,
     lambda_lr: float | None = None,
     rate_penalty: float = 0.0,
     lr: float | None = None,
     seed: int = 0,
+    n_seeds: int = 1,
     layer: str | int = "last",
     max_epochs: int = 40,
     patience: int = 6,
     device: str | None = None,
     on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
 ) -> list[ResultRow]:
-    """Train a probe with a learned lambda; returns the results rows (test metrics and the dev primary metric)."""
+    """Train probes with a learned lambda; returns the results rows (test metrics and the dev primary metric).
+
+    ``lam_init`` may be several initial lambdas (the paper's Fig. 3 starts from
+    several rates): the 20 ms part of the model runs once, then one run per
+    (initial lambda, seed), seeds ``seed .. seed + n_seeds - 1``.  Each run's
+    ``variant`` is ``learned-init<X>``.
+    """
     from ofactl.inference import OFAModel, load_model
     from ofactl.probe import labelled
 
@@ -163,15 +174,18 @@ def run_adaptive(
     m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
     if rate_penalty < 0:
         raise OfactlError(f"--rate-penalty must be >= 0, found {rate_penalty:g}")
+    if n_seeds < 1:
+        raise OfactlError(f"--seeds must be at least 1, found {n_seeds}")
     lam_max = _lam_max(m)
-    lam_init = lam_max / 2 if lam_init is None else float(lam_init)
+    inits = [lam_max / 2] if lam_init is None else (
+        [float(lam_init)] if isinstance(lam_init, (int, float)) else [float(x) for x in lam_init])
+    for x in inits:  # before the (slow) caching
+        _check_init(x, lam_max)
     lambda_lr = task.lambda_lr if lambda_lr is None else float(lambda_lr)
     lr = task.lr if lr is None else float(lr)
-    torch.manual_seed(seed)
     m.student.eval()
     for p in m.student.parameters():
         p.requires_grad_(False)
-    upstream = AdaptiveUpstream(m.student, lam_max, lam_init, layer)
 
     roles = dict(zip(("train", "dev", "test"), task.splits))
     labels = {role: labelled(task, data, split)[0] for role, split in roles.items()}
@@ -183,6 +197,21 @@ def run_adaptive(
             raise OfactlError(f"{data}: split {split!r} has no readable utterances labelled for task {task.name}")
         examples[role] = [Example(i, c, c.features.shape[0], task.encode(labels[role][i], vocab)) for i, c in cached]
 
+    rows: list[ResultRow] = []
+    for init in inits:
+        for s in range(seed, seed + n_seeds):
+            rows += _learn_one(task, m, examples, vocab, roles, lam_max=lam_max, lam_init=init, lambda_lr=lambda_lr,
+                               rate_penalty=rate_penalty, lr=lr, seed=s, layer=layer, max_epochs=max_epochs,
+                               patience=patience, on_epoch=on_epoch)
+    return rows
+
+
+def _learn_one(task: Task, m, examples: dict[str, list[Example]], vocab, roles: dict[str, str], *, lam_max: float,
+               lam_init: float, lambda_lr: float, rate_penalty: float, lr: float, seed: int, layer,
+               max_epochs: int, patience: int, on_epoch) -> list[ResultRow]:
+    """One learned-lambda run on cached 20 ms features: its rows."""
+    torch.manual_seed(seed)
+    upstream = AdaptiveUpstream(m.student, lam_max, lam_init, layer)
     # a fixed standardisation, measured once at the initial lambda (see tasks.base.Standardize)
     with torch.no_grad():
         parts = []
@@ -193,10 +222,8 @@ def run_adaptive(
         in_dim = parts[0].shape[-1]
 
     sgd = torch.optim.SGD([upstream.theta], lr=lambda_lr, momentum=0.9)
-    trajectory: list[float] = []
 
     def epoch_done(epoch: int, scores: dict[str, float]) -> None:
-        trajectory.append(float(upstream.lam.detach()))
         if on_epoch is not None:
             on_epoch(epoch, float(upstream.lam.detach()), scores)
 
@@ -207,17 +234,21 @@ def run_adaptive(
     with torch.no_grad():
         upstream.theta.copy_(result.extra_state)
     learned = float(upstream.lam.detach())
-    test = evaluate(task, result.head, examples["test"], vocab, upstream, device=upstream.device)
+    outcomes, _ = score_examples(task, result.head, examples["test"], vocab, upstream, device=upstream.device)
     measured = _measured_period_ms(upstream, examples["test"])
     note = (f"learned lambda (init {lam_init:.4g}, lambda_max {lam_max:.4g}, SGD lr {lambda_lr:g}, "
             f"rate penalty {rate_penalty:g}, best epoch {result.best_epoch} of {result.epochs})")
+    from ofactl.probe import test_rows
     from ofactl.profile import inference_macs_per_second
+    from ofactl.results import learned_variant
 
     common = dict(model=m.model_dir.name, model_sha256=m.model_sha256, task=task.name, lam=learned,
                   target_period_ms=None, measured_period_ms=measured, status="ok", note=note, seed=seed, lr=lr,
-                  layer=str(layer), macs_per_second=inference_macs_per_second(m.student, measured))
-    rows = [ResultRow(metric=metric.name, value=test[metric.name], higher_is_better=metric.higher_is_better,
-                      split="test", n_utterances=len(examples["test"]), **common) for metric in task.metrics]
+                  layer=str(layer), macs_per_second=inference_macs_per_second(m.student, measured),
+                  variant=learned_variant(lam_init, rate_penalty))
+    outcomes.meta.update(model=common["model"], model_sha256=m.model_sha256, split=roles["test"], seed=seed,
+                         lam=learned, lam_init=lam_init, layer=str(layer), variant=common["variant"])
+    rows = test_rows(task, outcomes.metrics(), outcomes, common, len(examples["test"]))
     rows.append(ResultRow(metric=task.primary.name, value=result.dev[task.primary.name],
                           higher_is_better=task.primary.higher_is_better, split="dev",
                           n_utterances=len(examples["dev"]), **common))

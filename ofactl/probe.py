@@ -23,6 +23,16 @@ model's 20 ms features (lambda 0, where the CIF is the identity) are
 average-pooled to the same period (each utterance of N frames gets
 ``max(1, round(N * 20ms / period))`` frames, each the mean of a contiguous,
 near-equal run).  Its rows name the model ``<model>+avgpool``, with no lambda.
+It costs the full 20 ms model, and for a mean-pooling probe it is almost the
+20 ms features themselves (pooling commutes with the probe's linear
+projection): a storage baseline, not a cheaper model.
+
+Baseline ``pooling="uniform"``: fixed-length subsampling *inside* the model,
+what Meng et al. compare CIF with: the model's CNN frames are averaged in
+equal runs (the CIF with every weight ``20 ms / period``) before the
+transformer, which then sees as many frames as the CIF gives at that period.
+Same model, same compute, only the segmentation differs.  Rows name the model
+``<model>+uniform`` (variant ``uniform``).
 """
 
 from __future__ import annotations
@@ -38,13 +48,13 @@ from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
 from ofactl.results import ResultRow
 from ofactl.tasks import Task, get_task
-from ofactl.tasks.base import Example, Standardize, evaluate, fit
+from ofactl.tasks.base import Example, Standardize, fit, score_examples
 
 Progress = Callable[[str], None]
 
 #: more than this fraction of a split's utterances infeasible (CTC) makes the whole run ``infeasible``
 INFEASIBLE_FRACTION = 0.5
-POOLINGS = ("cif", "avg")
+POOLINGS = ("cif", "avg", "uniform")
 FRAME_MS = 20.0
 
 
@@ -64,6 +74,11 @@ def period_tag(period: FramePeriod | None, lam: float | None) -> str:
         ms = period.ms
         return f"{ms:g}ms"
     return f"lam{lam:.6g}"
+
+
+def uniform_tag(period: FramePeriod) -> str:
+    """The cache tag of fixed-length pooling inside the model at ``period``."""
+    return f"uniform{period.ms:g}ms"
 
 
 def features_path(features_dir: str | Path, model_sha256: str, task: str, split: str, tag: str,
@@ -149,7 +164,8 @@ def prepare(
 ) -> Prepared:
     """Extract (or reuse) the features of the task's train/dev/test splits and load them with their labels.
 
-    ``pooling="avg"`` is the average-pooling baseline (needs ``period``; see the module docstring).
+    ``pooling="avg"`` is the average-pooling baseline and ``pooling="uniform"`` fixed-length pooling inside
+    the model (both need ``period``; see the module docstring).
     """
     from ofactl.extract import extract_features
     from ofactl.features import read, read_attrs
@@ -159,14 +175,18 @@ def prepare(
     m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
     if pooling not in POOLINGS:
         raise OfactlError(f"unknown pooling {pooling!r}", hint=f"one of: {', '.join(POOLINGS)}")
-    if pooling == "avg":
+    if pooling in ("avg", "uniform"):
         if period is None:
-            raise OfactlError("the average-pooling baseline needs --period")
+            raise OfactlError(f"--pooling {pooling} needs --period")
         p = FramePeriod.parse(period) if isinstance(period, str) else period
         if p.ms < FRAME_MS:
             raise OfactlError(f"{p} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
-        lam_value = 0.0  # 20 ms features: the CIF is the identity at lambda 0
-        tag = period_tag(None, 0.0)
+        if pooling == "avg":
+            lam_value = 0.0  # 20 ms features: the CIF is the identity at lambda 0
+            tag = period_tag(None, 0.0)
+        else:
+            lam_value = 1.0  # the CIF with equal weights (see OFAModel.encode_back)
+            tag = uniform_tag(p)
     else:
         p, lam_value = resolve_period(m, period, lam)
         tag = period_tag(p, lam_value)
@@ -183,8 +203,12 @@ def prepare(
         if progress:
             progress(f"features {split}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        extract_features(data, out, model=m, lam=lam_value, layer=layer, layout=task.layout, split=split,
-                         num_workers=0)
+        if pooling == "uniform":
+            extract_features(data, out, model=m, period=p, layer=layer, layout=task.layout, split=split,
+                             num_workers=0, pooling="uniform")
+        else:
+            extract_features(data, out, model=m, lam=lam_value, layer=layer, layout=task.layout, split=split,
+                             num_workers=0)
         paths[role] = out
     train_labels = list(labels["train"].values())
     vocab = task.vocabulary(train_labels)
@@ -220,41 +244,65 @@ def prepare(
 
 
 @dataclass
-class Outcome:
+class ProbeResult:
+    """What one trained (or untrained) probe measured."""
+
     lr: float | None          # None: a task without training
     seed: int
     dev: dict[str, float]
     test: dict[str, float]
     epochs: int
     best_epoch: int
+    test_outcomes: Any = None  # ofactl.outcomes.Outcomes of the test split (per utterance)
 
 
 def train_and_test(prep: Prepared, *, lr: float, seed: int = 0, max_epochs: int = 40, patience: int = 6,
-                   batch_size: int | None = None, on_epoch=None) -> Outcome:
+                   batch_size: int | None = None, on_epoch=None) -> ProbeResult:
     """Train a head with Adam at ``lr`` (early stopping on dev) and measure the dev-best head on test."""
     task = prep.task
     train = [e for e in prep.examples["train"] if not task.infeasible(e)]
     result = fit(task, train, prep.examples["dev"], prep.vocab, prep.in_dim, lr=lr, seed=seed,
                  max_epochs=max_epochs, patience=patience, batch_size=batch_size, on_epoch=on_epoch,
                  upstream=prep.upstream)
-    test = evaluate(task, result.head, prep.examples["test"], prep.vocab, prep.upstream)
-    return Outcome(lr, seed, result.dev, test, result.epochs, result.best_epoch)
+    outcomes, _ = score_examples(task, result.head, prep.examples["test"], prep.vocab, prep.upstream)
+    return ProbeResult(lr, seed, result.dev, outcomes.metrics(), result.epochs, result.best_epoch, outcomes)
 
 
-def score_untrained(prep: Prepared, *, seed: int = 0) -> Outcome:
+def score_untrained(prep: Prepared, *, seed: int = 0) -> ProbeResult:
     """A task without training (``task.trainable`` False, qbe): its dev and test metrics, no learning rate."""
-    dev, test = prep.task.score_splits(prep.examples, prep.upstream)
-    return Outcome(None, seed, dev, test, 0, 0)
+    dev, test, outcomes = prep.task.score_splits(prep.examples, prep.upstream)
+    return ProbeResult(None, seed, dev, test, 0, 0, outcomes)
 
 
 def model_label(model, pooling: str = "cif") -> str:
-    """The results table's ``model``: the directory name, ``+avgpool`` for the baseline."""
-    return model.model_dir.name + ("+avgpool" if pooling == "avg" else "")
+    """The results table's ``model``: the directory name, ``+avgpool`` / ``+uniform`` for the baselines."""
+    return model.model_dir.name + {"avg": "+avgpool", "uniform": "+uniform"}.get(pooling, "")
 
 
-def rows_for(prep: Prepared, outcome: Outcome | None, *, seed: int, lr: float | None = None, status: str | None = None,
-             note: str = "", macs_per_second: float | None = None) -> list[ResultRow]:
-    """Results rows: every test metric, plus the dev value of the primary metric (split ``dev``)."""
+def test_rows(task: Task, test: dict[str, float], outcomes, common: dict[str, Any], n_utterances: int,
+              status: str = "ok") -> list[ResultRow]:
+    """One ``test`` row per metric of ``task``; ``ok`` rows with per-utterance ``outcomes`` carry their
+    95% bootstrap interval (:func:`ofactl.stats.interval`) and the outcomes themselves."""
+    from ofactl.stats import interval
+
+    rows = []
+    for metric in task.metrics:
+        value = test[metric.name] if status == "ok" else math.nan
+        low = high = None
+        if status == "ok" and outcomes is not None and len(outcomes):
+            ci = interval(outcomes, metric.name)
+            low, high = ci.low, ci.high
+        rows.append(ResultRow(metric=metric.name, value=value, higher_is_better=metric.higher_is_better,
+                              split="test", n_utterances=n_utterances, ci_low=low, ci_high=high,
+                              per_utterance=outcomes if status == "ok" else None, **common))
+    return rows
+
+
+def rows_for(prep: Prepared, outcome: ProbeResult | None, *, seed: int, lr: float | None = None,
+             status: str | None = None, note: str = "", macs_per_second: float | None = None) -> list[ResultRow]:
+    """Results rows: every test metric (with its interval and outcomes), plus the dev value of the primary metric."""
+    from ofactl.results import AVGPOOL, UNIFORM
+
     task = prep.task
     status = status or ("ok" if outcome is not None else "failed")
     notes = [n for n in (note, prep.infeasible_note()) if n]
@@ -265,16 +313,22 @@ def rows_for(prep: Prepared, outcome: Outcome | None, *, seed: int, lr: float | 
         period_ms = 20.0 if prep.pooling == "avg" else prep.measured_period_ms
         macs_per_second = inference_macs_per_second(prep.model.student, period_ms)
     common = dict(model=model_label(prep.model, prep.pooling), model_sha256=prep.model.model_sha256, task=task.name,
-                  lam=prep.lam if prep.pooling == "cif" else None, target_period_ms=prep.target_period_ms, measured_period_ms=prep.measured_period_ms,
-                  status=status, note="; ".join(notes), seed=seed, lr=lr if lr is not None else
-                  (outcome.lr if outcome else None), layer=prep.layer, macs_per_second=macs_per_second)
-    rows = []
-    for metric in task.metrics:
-        value = outcome.test[metric.name] if outcome is not None and status == "ok" else math.nan
-        rows.append(ResultRow(metric=metric.name, value=value, higher_is_better=metric.higher_is_better,
-                              split="test", n_utterances=len(prep.examples["test"]), **common))
+                  lam=prep.lam if prep.pooling == "cif" else None, target_period_ms=prep.target_period_ms,
+                  measured_period_ms=prep.measured_period_ms, status=status, note="; ".join(notes), seed=seed,
+                  lr=lr if lr is not None else (outcome.lr if outcome else None), layer=prep.layer,
+                  macs_per_second=macs_per_second,
+                  variant={"avg": AVGPOOL, "uniform": UNIFORM}.get(prep.pooling, ""))
+    ok = outcome is not None and status == "ok"
+    outcomes = None
+    if ok and outcome.test_outcomes is not None:
+        outcomes = outcome.test_outcomes
+        outcomes.meta.update(model=common["model"], model_sha256=prep.model.model_sha256, split=task.splits[2],
+                             seed=seed, lam=common["lam"], target_period_ms=prep.target_period_ms,
+                             layer=prep.layer, variant=common["variant"])
+    rows = test_rows(task, outcome.test if ok else {}, outcomes, common, len(prep.examples["test"]),
+                     "ok" if ok else status)
     primary = task.primary
-    value = outcome.dev[primary.name] if outcome is not None and status == "ok" else math.nan
+    value = outcome.dev[primary.name] if ok else math.nan
     rows.append(ResultRow(metric=primary.name, value=value, higher_is_better=primary.higher_is_better, split="dev",
                           n_utterances=len(prep.examples["dev"]), **common))
     return rows
@@ -289,6 +343,7 @@ def run_probe(
     lam: float | None = None,
     lr: float | None = None,
     seed: int = 0,
+    n_seeds: int = 1,
     layer: str | int = "last",
     features_dir: str | Path | None = None,
     max_epochs: int = 40,
@@ -297,14 +352,18 @@ def run_probe(
     progress: Progress | None = None,
     pooling: str = "cif",
 ) -> list[ResultRow]:
-    """One probe run: prepare, train, test; the rows to append (``status=infeasible`` rows when CTC cannot fit).
+    """One probe point: prepare, then train and test ``n_seeds`` heads (seeds ``seed``, ``seed + 1``, ...).
 
-    A task without training (qbe) is scored directly; ``lr``, ``max_epochs`` and ``patience`` do not apply.
+    Returns the rows to append, per seed (``status=infeasible`` rows when CTC
+    cannot fit).  A task without training (qbe) is scored once; ``lr``,
+    ``max_epochs``, ``patience`` and ``n_seeds`` do not apply.
     """
     from ofactl.inference import load_model
     from ofactl.workspace import resolve_model
 
     task = get_task(task) if isinstance(task, str) else task
+    if n_seeds < 1:
+        raise OfactlError(f"--seeds must be at least 1, found {n_seeds}")
     if model is None or isinstance(model, (str, Path)):
         model = load_model(resolve_model(model), device=device or "cpu")
     prep = prepare(task, data, model, period=period, lam=lam, layer=layer, features_dir=features_dir,
@@ -314,13 +373,17 @@ def run_probe(
             progress("scoring")
         return rows_for(prep, score_untrained(prep, seed=seed), seed=seed)
     lr = task.lr if lr is None else lr
+    seeds = range(seed, seed + n_seeds)
     if prep.status == "infeasible":
-        return rows_for(prep, None, seed=seed, lr=lr, status="infeasible")
-    if progress:
-        progress("training")
-    outcome = train_and_test(prep, lr=lr, seed=seed, max_epochs=max_epochs, patience=patience)
-    return rows_for(prep, outcome, seed=seed)
+        return [r for s in seeds for r in rows_for(prep, None, seed=s, lr=lr, status="infeasible")]
+    rows = []
+    for s in seeds:
+        if progress:
+            progress("training" if n_seeds == 1 else f"training seed {s}")
+        outcome = train_and_test(prep, lr=lr, seed=s, max_epochs=max_epochs, patience=patience)
+        rows += rows_for(prep, outcome, seed=s)
+    return rows
 
 
-__all__ = ["INFEASIBLE_FRACTION", "POOLINGS", "average_pool", "model_label", "Outcome", "Prepared", "features_path", "prepare", "rows_for", "run_probe",
-           "score_untrained", "train_and_test"]
+__all__ = ["INFEASIBLE_FRACTION", "POOLINGS", "Prepared", "ProbeResult", "average_pool", "features_path",
+           "model_label", "prepare", "rows_for", "run_probe", "score_untrained", "test_rows", "train_and_test"]

@@ -1,12 +1,21 @@
 """The results table: one long-format CSV shared by probes, sweeps, profiles and plots.
 
 One row per (model, task, split, target period, metric, seed); the columns are
-:data:`COLUMNS` (DESIGN.md's contract plus ``schema_version``, ``lr`` and
-``layer``).  :func:`append_rows` holds an exclusive file lock
+:data:`COLUMNS` (the design's contract plus ``schema_version``, ``lr``,
+``layer`` and ``variant``).  :func:`append_rows` holds an exclusive file lock
 (``fcntl.flock`` on ``<file>.lock``) while it appends and fsyncs, so any
 number of processes may append to one file at once without lost or torn rows.
 :func:`read_results` validates the file and lets a re-run supersede older rows
-with the same key (the newest ``created_at`` wins).
+with the same key (:data:`KEY`; the newest ``created_at`` wins).
+
+Schema 2 (ofactl 0.2) added ``ci_low``/``ci_high`` (the 95% bootstrap
+interval of an ``ok`` test row, see :mod:`ofactl.stats`), ``outcomes`` (the
+row's per-utterance outcomes file, relative to the CSV's folder, see
+:mod:`ofactl.outcomes`) and ``variant`` (``""`` for the model at a period or
+lambda, ``avgpool`` for the average-pooling baseline, ``uniform`` for fixed-length
+pooling inside the model, ``learned-init<X>[-penalty<W>]`` for a learned lambda).  A schema-1 table stays readable: its intervals are
+unknown (NaN), its variant is derived from the model name and note, and the
+first append of schema-2 rows rewrites it atomically with the new header.
 """
 
 from __future__ import annotations
@@ -16,17 +25,27 @@ import fcntl
 import io
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 from ofactl.errors import OfactlError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "infeasible", "failed")
 #: What makes two rows "the same measurement"; a later row supersedes an earlier one.
-KEY = ("model", "task", "split", "target_period_ms", "lambda_key", "metric", "seed")
+KEY = ("model", "task", "split", "target_period_ms", "lambda_key", "layer", "variant", "metric", "seed")
+#: ``variant`` of the average-pooling baseline, of fixed-length pooling inside the model, and the prefix of a
+#: learned lambda's
+AVGPOOL = "avgpool"
+UNIFORM = "uniform"
+LEARNED = "learned"
+
+
+def learned_variant(lam_init: float, rate_penalty: float = 0.0) -> str:
+    """The ``variant`` of a learned-lambda run: ``learned-init<X>`` (``-penalty<W>`` with a rate penalty)."""
+    return f"{LEARNED}-init{lam_init:.4g}" + (f"-penalty{rate_penalty:g}" if rate_penalty else "")
 
 
 @dataclass
@@ -39,6 +58,8 @@ class ResultRow:
     value: float
     higher_is_better: bool
     split: str = "test"
+    ci_low: float | None = None
+    ci_high: float | None = None
     model_sha256: str = ""
     lam: float | None = None
     target_period_ms: float | None = None
@@ -50,9 +71,13 @@ class ResultRow:
     macs_per_second: float | None = None
     lr: float | None = None
     layer: str = ""
+    variant: str = ""
+    outcomes: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     ofactl_version: str = ""
     schema_version: int = SCHEMA_VERSION
+    #: the per-utterance outcomes behind the row, written beside the table by :func:`append_rows` (not a column)
+    per_utterance: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -63,15 +88,15 @@ class ResultRow:
             self.ofactl_version = __version__
 
     def to_csv_dict(self) -> dict[str, str]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "per_utterance"}
         d["lambda"] = d.pop("lam")
         return {k: _fmt(d[k]) for k in COLUMNS}
 
 
 #: Column order in the CSV.
 COLUMNS = ["model", "model_sha256", "task", "split", "lambda", "target_period_ms", "measured_period_ms", "metric",
-           "value", "higher_is_better", "status", "note", "seed", "n_utterances", "macs_per_second", "lr", "layer",
-           "created_at", "ofactl_version", "schema_version"]
+           "value", "ci_low", "ci_high", "higher_is_better", "status", "note", "seed", "n_utterances",
+           "macs_per_second", "lr", "layer", "variant", "outcomes", "created_at", "ofactl_version", "schema_version"]
 REQUIRED = ["model", "task", "split", "lambda", "target_period_ms", "measured_period_ms", "metric", "value",
             "higher_is_better", "status", "seed", "created_at"]
 
@@ -86,18 +111,48 @@ def _fmt(value: Any) -> str:
     return " ".join(str(value).split())  # one line per row, always
 
 
+def save_row_outcomes(path: str | Path, rows: list[ResultRow]) -> None:
+    """Write each row's ``per_utterance`` outcomes next to the table at ``path`` and point ``row.outcomes`` at them.
+
+    Rows sharing one :class:`~ofactl.outcomes.Outcomes` (the metrics of one
+    run) share one file.  Written before the rows, so a row never points to a
+    file that is not there.
+    """
+    from ofactl.outcomes import new_outcomes_path, save_outcomes
+
+    written: dict[int, str] = {}
+    base = Path(path).absolute().parent
+    for row in rows:
+        if row.per_utterance is None or row.outcomes:
+            continue
+        key = id(row.per_utterance)
+        if key not in written:
+            point = (f"{row.target_period_ms:g}ms" if row.target_period_ms is not None
+                     else f"lam{row.lam:.6g}" if row.lam is not None else "point")
+            if row.variant:
+                point = f"{row.variant}-{point}"
+            target = new_outcomes_path(path, row.model, row.task, point, row.seed, row.layer)
+            save_outcomes(target, row.per_utterance)
+            written[key] = target.relative_to(base).as_posix()
+        row.outcomes = written[key]
+
+
 def append_rows(path: str | Path, rows: Iterable[ResultRow]) -> int:
     """Append ``rows`` to the CSV at ``path`` under an exclusive lock; write the header if new.
 
-    Returns the number of rows written.  Safe for concurrent writers (processes
-    or threads): each call writes whole rows in one ``write`` while it holds
-    the lock, then fsyncs.
+    Each row's per-utterance outcomes (``row.per_utterance``) are written
+    first (:func:`save_row_outcomes`).  A table with an older header (schema 1)
+    is rewritten atomically with today's columns before the append, under the
+    same lock.  Returns the number of rows written.  Safe for concurrent
+    writers (processes or threads): each call writes whole rows in one
+    ``write`` while it holds the lock, then fsyncs.
     """
     rows = list(rows)
     if not rows:
         return 0
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    save_row_outcomes(path, rows)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     for row in rows:
@@ -107,6 +162,8 @@ def append_rows(path: str | Path, rows: Iterable[ResultRow]) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             new = not path.exists() or path.stat().st_size == 0
+            if not new:
+                _upgrade_header(path)
             with open(path, "a", newline="") as f:
                 if new:
                     f.write(",".join(COLUMNS) + "\n")
@@ -118,6 +175,29 @@ def append_rows(path: str | Path, rows: Iterable[ResultRow]) -> int:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return len(rows)
+
+
+def _upgrade_header(path: Path) -> None:
+    """Rewrite a table whose header is not today's :data:`COLUMNS` (caller holds the lock): same rows, new columns."""
+    from ofactl.atomic import atomic_write_text
+
+    with open(path, newline="", encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").split(",")
+        if header == COLUMNS:
+            return
+        if "model" not in header or "metric" not in header:
+            raise OfactlError(f"{path}: not an ofactl results table (header {','.join(header[:4])}...)",
+                              hint="append to a new file with --results")
+        f.seek(0)
+        reader = csv.DictReader(f)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for record in reader:
+            if None in record:  # a torn or over-long line: keep what is known
+                record.pop(None)
+            writer.writerow({c: record.get(c) or "" for c in COLUMNS})
+    atomic_write_text(path, out.getvalue())
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -156,8 +236,8 @@ def read_results(path: str | Path, supersede: bool = True, warn=None):
         if column not in df.columns:
             df[column] = ""
     bad = pd.Series(False, index=df.index)
-    numeric = ["value", "lambda", "target_period_ms", "measured_period_ms", "macs_per_second", "lr", "seed",
-               "n_utterances"]
+    numeric = ["value", "ci_low", "ci_high", "lambda", "target_period_ms", "measured_period_ms", "macs_per_second",
+               "lr", "seed", "n_utterances"]
     for column in numeric:
         text = df[column].str.strip()
         converted = pd.to_numeric(text.replace("", "nan"), errors="coerce")
@@ -173,12 +253,34 @@ def read_results(path: str | Path, supersede: bool = True, warn=None):
     df["higher_is_better"] = df["higher_is_better"].str.lower() == "true"
     df["seed"] = df["seed"].fillna(0).astype(int)
     df["n_utterances"] = df["n_utterances"].fillna(0).astype(int)
-    df["lambda_key"] = df["lambda"].round(6)
+    df["variant"] = _variants(df)
+    # a learned lambda is a result, not a setting: its run is identified by its variant (initial lambda)
+    df["lambda_key"] = df["lambda"].round(6).where(~df["variant"].str.startswith(LEARNED))
     if supersede and len(df):
         df = df.sort_values("created_at", kind="stable")
         df = df.drop_duplicates(subset=list(KEY), keep="last")
     return df.drop(columns=["lambda_key"]).reset_index(drop=True)
 
 
-__all__ = ["COLUMNS", "KEY", "ResultRow", "SCHEMA_VERSION", "STATUSES", "append_rows", "read_results"]
+def _variants(df) -> "Any":
+    """The ``variant`` column, derived for schema-1 rows (model ``+avgpool``; note ``learned lambda (init X ...``)."""
+    import re
+
+    variant = df["variant"].fillna("").astype(str)
+    missing = variant == ""
+    if missing.any():
+        model = df["model"].astype(str)
+        note = df["note"].fillna("").astype(str)
+        pooled = missing & model.str.endswith("+" + AVGPOOL)
+        variant = variant.where(~pooled, AVGPOOL)
+        for i in df.index[missing & note.str.startswith("learned lambda")]:
+            init = re.search(r"init ([0-9.eE+-]+)", note[i])
+            penalty = re.search(r"rate penalty ([0-9.eE+-]+)", note[i])
+            variant[i] = learned_variant(float(init.group(1)) if init else float("nan"),
+                                         float(penalty.group(1)) if penalty else 0.0)
+    return variant
+
+
+__all__ = ["AVGPOOL", "UNIFORM", "COLUMNS", "KEY", "LEARNED", "ResultRow", "SCHEMA_VERSION", "STATUSES", "append_rows",
+           "learned_variant", "read_results", "save_row_outcomes"]
 

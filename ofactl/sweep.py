@@ -15,7 +15,8 @@ A task without training (qbe) is scored once per period instead: no
 learning-rate grid, only the first seed, ``lr`` empty.
 
 ``pooling="avg"`` sweeps the average-pooling baseline instead (model
-``<name>+avgpool``; see :mod:`ofactl.probe`).
+``<name>+avgpool``), ``pooling="uniform"`` fixed-length pooling inside the
+model (``<name>+uniform``); see :mod:`ofactl.probe`.
 
 Resumable: a (model, task, period, seed, layer) that already has a test row
 with status ``ok`` or ``infeasible`` is skipped.  A failure (any error while
@@ -91,6 +92,8 @@ class SweepSummary:
     infeasible: list[tuple[str, int]] = field(default_factory=list)
     chosen: dict[tuple[str, int], float] = field(default_factory=dict)  # (period, seed) -> lr
     scored: list[tuple[str, int]] = field(default_factory=list)  # (period, seed) of a task without training
+    #: (period, seed) -> the test primary metric's row (value, ci_low, ci_high)
+    measured: dict[tuple[str, int], ResultRow] = field(default_factory=dict)
 
 
 def _error_line(err: BaseException) -> str:
@@ -134,7 +137,7 @@ def run_sweep(
         if bad or not lambdas:
             raise OfactlError(f"--lambdas must lie in [0, 2), found {', '.join(map(str, bad)) or 'none'}")
         if pooling != "cif":
-            raise OfactlError("the average-pooling baseline is asked by --periods, not --lambdas")
+            raise OfactlError(f"--pooling {pooling} is asked by --periods, not --lambdas")
         points: list[tuple[FramePeriod | None, float | None]] = [(None, float(lam)) for lam in lambdas]
     elif periods is None:
         if m.calibration is None:
@@ -160,6 +163,9 @@ def run_sweep(
 
     if progress:
         progress(0, total, f"{task.name}")
+    if pooling in ("cif", "uniform"):
+        _extract_points(task, data, m, points, done, seeds, layer, features_dir, pooling,
+                        lambda text: progress(count, total, text) if progress else None)
     for p, lam in points:
         name = str(p) if p is not None else f"lambda={lam:g}"
         todo = [s for s in seeds
@@ -202,6 +208,9 @@ def run_sweep(
                     rows = rows_for(prep, best, seed=s, note=f"lr chosen on dev {task.primary.name} ({grid})")
                     summary.chosen[(name, s)] = best.lr
                 summary.written += append_rows(results, rows)
+                primary = [r for r in rows if r.split == "test" and r.metric == task.primary.name and r.status == "ok"]
+                if primary:
+                    summary.measured[(name, s)] = primary[0]
             except KeyboardInterrupt:
                 raise
             except Exception as err:
@@ -213,11 +222,49 @@ def run_sweep(
     return summary
 
 
+def _extract_points(task: Task, data, m, points, done: set, seeds, layer, features_dir: Path, pooling: str,
+                    say) -> None:
+    """Every split's features at the lambdas of the points still to run, in one pass over the audio per split
+    (the 20 ms part of the model once; :func:`ofactl.extract.extract_lambdas`).  A point that cannot be
+    resolved (outside the calibrated range) or a pass that fails is left to the point's own run, which records it."""
+    from ofactl.extract import Uniform, extract_lambdas
+    from ofactl.probe import features_path, period_tag, uniform_tag
+
+    wanted: dict[str, float | Uniform] = {}
+    for p, lam in points:
+        if all(_key(m.model_sha256, task.name, p.ms if p is not None else None, s, str(layer), lam) in done
+               for s in seeds):
+            continue
+        if pooling == "uniform":
+            if p is not None and p.ms >= 20.0:
+                wanted[uniform_tag(p)] = Uniform(p.ms)
+            continue
+        try:
+            value = m.lam_for(p) if p is not None else float(lam)
+        except OfactlError:
+            continue
+        wanted[period_tag(p, value)] = value
+    if len(wanted) < 2:
+        return
+    for split in task.splits:
+        outputs = {features_path(features_dir, m.model_sha256, task.name, split, tag, layer): value
+                   for tag, value in wanted.items()}
+        say(f"{task.name} features {split} at {len(outputs)} periods")
+        try:
+            extract_lambdas(data, outputs, model=m, layer=layer, layout=task.layout, split=split, num_workers=0)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # noqa: BLE001 - each point extracts (and records a failure) on its own
+            continue
+
+
 def _failed_rows(task: Task, m, p: FramePeriod | None, seed: int, layer, note: str, prep=None,
                  pooling: str = "cif", lam: float | None = None) -> list[ResultRow]:
     from ofactl.probe import model_label
+    from ofactl.results import AVGPOOL, UNIFORM
 
     common = dict(model=model_label(m, pooling), model_sha256=m.model_sha256, task=task.name,
+                  variant={"avg": AVGPOOL, "uniform": UNIFORM}.get(pooling, ""),
                   target_period_ms=p.ms if p is not None else None,
                   lam=prep.lam if prep is not None and pooling == "cif" else lam,
                   measured_period_ms=prep.measured_period_ms if prep is not None else None,

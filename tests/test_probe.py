@@ -95,6 +95,32 @@ def test_cli_probe_appends_rows(synth_corpus, calibrated_model, in_tmp):
     assert "appended" in result.stdout
 
 
+def test_cli_probe_rows_carry_intervals_and_outcomes_that_compare_reads(synth_corpus, calibrated_model, in_tmp):
+    """Two probes on one test set: each test row has its 95% interval (containing the value) and its outcomes
+    file; `ofactl compare` pairs them; --seeds 2 gives two rows and a pooled line."""
+    from ofactl.outcomes import load_outcomes
+
+    base = ["probe", "--task", "ks", "--model", str(calibrated_model), "--data", str(synth_corpus / DATA["ks"]),
+            "--max-epochs", "2", "--quiet"]
+    first = runner.invoke(app, base + ["--period", "20ms", "--seeds", "2"])
+    assert first.exit_code == 0, first.output
+    assert "mean of 2 seeds" in first.stdout and "95% CI [" in first.stdout
+    second = runner.invoke(app, base + ["--period", "60ms"])
+    assert second.exit_code == 0, second.output
+    df = read_results(in_tmp / "results.csv")
+    test = df[df["split"] == "test"]
+    assert len(test) == 3 and sorted(test["seed"]) == [0, 0, 1]
+    assert (test["ci_low"] <= test["value"]).all() and (test["value"] <= test["ci_high"]).all()
+    assert df.loc[df["split"] == "dev", "ci_low"].isna().all() and df.loc[df["split"] == "dev", "outcomes"].eq("").all()
+    for ref, value in zip(test["outcomes"], test["value"]):
+        out = load_outcomes(in_tmp / ref)
+        assert len(out) == 14 and out.metrics()["accuracy"] == pytest.approx(value)
+    compared = runner.invoke(app, ["compare", "results.csv", "--task", "ks", "--a", "tiny@20ms", "--b", "tiny@60ms"])
+    assert compared.exit_code == 0, compared.output
+    assert "paired bootstrap over the 14 test utterances" in compared.stdout and "verdict: " in compared.stdout
+    assert "2 seeds" in compared.stdout
+
+
 def test_cli_probe_data_from_the_workspace_and_clear_errors(synth_corpus, calibrated_model, in_tmp):
     base = ["probe", "--task", "sid", "--model", str(calibrated_model), "--quiet"]
     result = runner.invoke(app, base + ["--period", "40ms"])

@@ -85,3 +85,46 @@ def test_bad_rows_are_skipped_with_a_warning_and_bad_files_are_one_line(tmp_path
         read_results(newer)
     with pytest.raises(OfactlError, match="not found"):
         read_results(tmp_path / "none.csv")
+
+
+def test_layer_and_variant_are_part_of_the_key(tmp_path):
+    """A layer-6 run and the last-layer run at one period are two measurements, as are two learned-lambda runs."""
+    from ofactl.results import learned_variant
+
+    path = tmp_path / "r.csv"
+    append_rows(path, [row(layer="last", value=0.9), row(layer="6", value=0.7)])
+    append_rows(path, [row(target_period_ms=None, lam=1.21, variant=learned_variant(0.4), value=0.8),
+                       row(target_period_ms=None, lam=1.33, variant=learned_variant(1.6), value=0.85)])
+    time.sleep(0.01)
+    append_rows(path, [row(target_period_ms=None, lam=1.25, variant=learned_variant(0.4), value=0.82)])  # re-run
+    df = read_results(path)
+    assert sorted(df.loc[df["variant"] == "", "layer"]) == ["6", "last"]
+    learned = df[df["variant"].str.startswith("learned")].set_index("variant")["value"].to_dict()
+    assert learned == {"learned-init0.4": 0.82, "learned-init1.6": 0.85}
+
+
+def test_a_schema_1_table_is_read_and_upgraded_on_append(tmp_path):
+    path = tmp_path / "old.csv"
+    old_columns = [c for c in COLUMNS if c not in ("ci_low", "ci_high", "variant", "outcomes")]
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(old_columns)
+    lines = [None]
+    for model, note in (("m", ""), ("m+avgpool", ""), ("m", "learned lambda (init 0.5, lambda_max 2, rate penalty 0)")):
+        values = {"model": model, "task": "ks", "split": "test", "lambda": "" if note else "1.0",
+                  "target_period_ms": "" if note else "90.0", "measured_period_ms": "88.0", "metric": "accuracy",
+                  "value": "0.8", "higher_is_better": "true", "status": "ok", "note": note, "seed": "0",
+                  "created_at": f"2026-11-28T00:00:0{len(lines)}", "ofactl_version": "0.1.0", "schema_version": "1"}
+        writer.writerow([values.get(c, "") for c in old_columns])
+        lines.append(model)
+    path.write_text(buf.getvalue())
+    df = read_results(path)
+    assert df["ci_low"].isna().all() and list(df["variant"]) == ["", "avgpool", "learned-init0.5"]
+    append_rows(path, [row(model="new", ci_low=0.7, ci_high=0.9)])
+    assert path.read_text().splitlines()[0].split(",") == COLUMNS
+    df = read_results(path)
+    assert len(df) == 4 and df["ci_low"].notna().sum() == 1
+    assert set(df["schema_version"].astype(int)) == {1, 2}

@@ -29,8 +29,13 @@ FeaturesOption = Annotated[Optional[Path], typer.Option(
 EpochsOption = Annotated[int, typer.Option("--max-epochs", min=1, help="Upper bound on training epochs.")]
 PoolingOption = Annotated[str, typer.Option(
     "--pooling", metavar="KIND",
-    help="cif (the model at the period's lambda) or avg (baseline: 20 ms features average-pooled to the period).")]
+    help="cif (the model at the period's lambda); baselines: avg (its 20 ms output features average-pooled to the "
+         "period) or uniform (the CNN frames pooled to fixed lengths inside the model: same compute as cif).")]
 PatienceOption = Annotated[int, typer.Option("--patience", min=1, help="Stop after this many epochs without a better dev score.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="First seed of head initialisation and batch order.")]
+SeedsOption = Annotated[int, typer.Option(
+    "--seeds", min=1, metavar="N",
+    help="Probe-training seeds per point (--seed, --seed + 1, ...); plots show their mean and pooled interval.")]
 
 
 def resolve_data(task: str, data: Path | None) -> Path:
@@ -73,23 +78,48 @@ def _layer(layer: str) -> str | int:
         raise OfactlError(f"--layer must be `last` or a layer number, found {layer!r}") from None
 
 
+def _ci_text(low, high) -> str:
+    if low is None or high is None or low != low:
+        return "-"
+    return f"[{low:.4f}, {high:.4f}]"
+
+
 def _print_rows(rows, results: Path) -> None:
     from rich.table import Table
 
-    table = Table("task", "split", "metric", "value", "period (target / measured)", "lambda", "lr", "status",
-                  box=None, pad_edge=False)
+    table = Table("task", "split", "metric", "value", "95% CI", "n", "period (target / measured)", "lambda", "lr",
+                  "seed", "status", box=None, pad_edge=False)
     for r in rows:
         target = f"{r.target_period_ms:g}ms" if r.target_period_ms is not None else "-"
         measured = f"{r.measured_period_ms:.1f}ms" if r.measured_period_ms is not None else "-"
         value = "-" if r.value != r.value else f"{r.value:.4f}"
-        table.add_row(r.task, r.split, r.metric, value, f"{target} / {measured}",
-                      "-" if r.lam is None else f"{r.lam:.4g}", "-" if r.lr is None else f"{r.lr:g}", r.status)
+        table.add_row(r.task, r.split, r.metric, value, _ci_text(r.ci_low, r.ci_high), str(r.n_utterances),
+                      f"{target} / {measured}", "-" if r.lam is None else f"{r.lam:.4g}",
+                      "-" if r.lr is None else f"{r.lr:g}", str(r.seed), r.status)
     console = Console(soft_wrap=True)
     console.print(table)
+    _print_pooled(rows, console)
     notes = {r.note for r in rows if r.note}
     for note in notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"{len(rows)} row(s) appended to {results}", highlight=False)
+
+
+def _print_pooled(rows, console) -> None:
+    """With several seeds of one point: their mean and the interval pooled over seeds (ofactl.stats.interval)."""
+    from ofactl.stats import interval
+
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        if r.split == "test" and r.status == "ok" and r.per_utterance is not None:
+            groups.setdefault((r.metric, r.variant), []).append(r)
+    for (metric, variant), group in groups.items():
+        if len({r.seed for r in group}) < 2:
+            continue
+        ci = interval([r.per_utterance for r in group], metric)
+        console.print(f"{metric}{f' ({variant})' if variant else ''}: mean of {ci.n_seeds} seeds "
+                      f"{ci.value:.4f}, 95% CI [{ci.low:.4f}, {ci.high:.4f}] (test utterances and seeds resampled, "
+                      f"n = {ci.n})", highlight=False)
 
 
 @app.command()
@@ -99,8 +129,9 @@ def probe(
     lam: Annotated[Optional[float], typer.Option("--lambda", metavar="L", show_default=False,
                                                  help="Use this lambda in [0, 2) instead of a period.")] = None,
     learn_lambda: Annotated[bool, typer.Option("--learn-lambda", help="Learn lambda jointly with the probe.")] = False,
-    lambda_init: Annotated[Optional[float], typer.Option("--lambda-init", metavar="X", show_default=False,
-                                                         help="Initial lambda with --learn-lambda (default: lambda_max/2).")] = None,
+    lambda_init: Annotated[Optional[str], typer.Option(
+        "--lambda-init", metavar="X[,X...]", show_default=False,
+        help="Initial lambda(s) with --learn-lambda, one run each (default: lambda_max/2).")] = None,
     lambda_lr: Annotated[Optional[float], typer.Option("--lambda-lr", metavar="X", show_default=False,
                                                        help="SGD learning rate of theta (default: the task's).")] = None,
     rate_penalty: Annotated[float, typer.Option("--rate-penalty", metavar="W",
@@ -109,7 +140,8 @@ def probe(
     data: DataOption = None,
     lr: Annotated[Optional[float], typer.Option("--lr", metavar="X", show_default=False,
                                                 help="Probe learning rate (default: the task's).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of head initialisation and batch order.")] = 0,
+    seed: SeedOption = 0,
+    seeds: SeedsOption = 1,
     results: ResultsOption = None,
     layer: LayerOption = "last",
     features_dir: FeaturesOption = None,
@@ -119,7 +151,11 @@ def probe(
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
-    """Train a probe for TASK at one frame period (or lambda, or a learned lambda); append its rows."""
+    """Train a probe for TASK at one frame period (or lambda, or a learned lambda); append its rows.
+
+    Test rows carry a 95% bootstrap interval over test utterances, and the
+    per-utterance outcomes are kept beside the results table (for `ofactl compare`).
+    """
     from ofactl.results import append_rows
 
     _check_task(task)
@@ -128,10 +164,11 @@ def probe(
         raise OfactlError("give exactly one of --period, --lambda and --learn-lambda")
     if not learn_lambda and (lambda_init is not None or lambda_lr is not None or rate_penalty):
         raise OfactlError("--lambda-init, --lambda-lr and --rate-penalty need --learn-lambda")
-    if pooling not in ("cif", "avg"):
-        raise OfactlError(f"--pooling must be cif or avg, found {pooling!r}")
-    if pooling == "avg" and period is None:
-        raise OfactlError("--pooling avg (the average-pooling baseline) needs --period")
+    if pooling not in ("cif", "avg", "uniform"):
+        raise OfactlError(f"--pooling must be cif, avg or uniform, found {pooling!r}")
+    if pooling != "cif" and period is None:
+        raise OfactlError(f"--pooling {pooling} needs --period")
+    inits = _split_list(lambda_init, float, "--lambda-init")
     if learn_lambda:
         from ofactl.adaptive import check_learnable
 
@@ -150,14 +187,14 @@ def probe(
         if learn_lambda:
             from ofactl.adaptive import run_adaptive
 
-            rows = run_adaptive(task, data_path, m, lam_init=lambda_init, lambda_lr=lambda_lr,
-                                rate_penalty=rate_penalty, lr=lr, seed=seed, layer=which, max_epochs=max_epochs,
-                                patience=patience)
+            rows = run_adaptive(task, data_path, m, lam_init=inits, lambda_lr=lambda_lr,
+                                rate_penalty=rate_penalty, lr=lr, seed=seed, n_seeds=seeds, layer=which,
+                                max_epochs=max_epochs, patience=patience)
         else:
             from ofactl.probe import default_features_dir, run_probe
 
             update = (lambda text: status.update(f"probing {task}: {text}")) if status is not None else None
-            rows = run_probe(task, data_path, m, period=period, lam=lam, lr=lr, seed=seed, layer=which,
+            rows = run_probe(task, data_path, m, period=period, lam=lam, lr=lr, seed=seed, n_seeds=seeds, layer=which,
                              features_dir=features_dir or default_features_dir(results_path), max_epochs=max_epochs,
                              patience=patience, progress=update, pooling=pooling)
     finally:
@@ -198,7 +235,8 @@ def sweep(
     results: ResultsOption = None,
     lrs: Annotated[Optional[str], typer.Option("--lrs", metavar="LIST", show_default=False,
                                                help="Learning-rate grid chosen from on dev (default: x0.1, x1, x10 the task's).")] = None,
-    seeds: Annotated[str, typer.Option("--seeds", metavar="LIST", help="Comma-separated seeds.")] = "0",
+    seed: SeedOption = 0,
+    seeds: SeedsOption = 1,
     layer: LayerOption = "last",
     features_dir: FeaturesOption = None,
     max_epochs: EpochsOption = 40,
@@ -216,11 +254,11 @@ def sweep(
     if period_list and lambda_list:
         raise OfactlError("give --periods or --lambdas, not both")
     lr_list = _split_list(lrs, float, "--lrs")
-    seed_list = _split_list(seeds, int, "--seeds")
+    seed_list = list(range(seed, seed + seeds))
     if lr_list and any(x <= 0 for x in lr_list):
         raise OfactlError("--lrs must be positive")
-    if pooling not in ("cif", "avg"):
-        raise OfactlError(f"--pooling must be cif or avg, found {pooling!r}")
+    if pooling not in ("cif", "avg", "uniform"):
+        raise OfactlError(f"--pooling must be cif, avg or uniform, found {pooling!r}")
     data_path = resolve_data(task, data)
     results_path = resolve_results(results)
     which = _layer(layer)
@@ -243,10 +281,15 @@ def sweep(
             summary = run_sweep(task, data_path, m, progress=lambda done, total, text: bar.update(
                 handle, completed=done, total=total, description=text), **kwargs)
     console = Console(soft_wrap=True, highlight=False)
+
+    def measured(p, s) -> str:
+        row = summary.measured.get((p, s))
+        return "" if row is None else f" {row.metric} {row.value:.4f} {_ci_text(row.ci_low, row.ci_high)}"
+
     for (p, s), lr_value in summary.chosen.items():
-        console.print(f"{task} {p} seed {s}: done (lr {lr_value:g})")
+        console.print(f"{task} {p} seed {s}: done{measured(p, s)} (lr {lr_value:g})")
     for p, s in summary.scored:
-        console.print(f"{task} {p}: done (no training)")
+        console.print(f"{task} {p}: done{measured(p, s)} (no training)")
     for p, s in summary.infeasible:
         console.print(f"{task} {p} seed {s}: infeasible (recorded)")
     if summary.skipped:
