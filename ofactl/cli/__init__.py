@@ -14,5 +14,6 @@ from ofactl.cli import teacher as _teacher  # noqa: F401  (registers `ofactl tea
 from ofactl.cli import extract as _extract  # noqa: F401  (registers `ofactl calibrate`, `ofactl extract`)
 from ofactl.cli import report as _report  # noqa: F401  (registers `ofactl profile`, `ofactl plot`)
 from ofactl.cli import probe as _probe  # noqa: F401  (registers `ofactl probe`, `ofactl sweep`)
+from ofactl.cli import compare as _compare  # noqa: F401  (registers `ofactl compare`)
 
 __all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]
