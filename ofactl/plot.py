@@ -31,6 +31,12 @@ Rules
   table (never extrapolated).
 * **Seeds** are averaged; an infeasible or failed point is shown where no seed
   gave a value.
+* **Intervals.**  Each point carries its 95% bootstrap interval over test
+  utterances (``ci_low``/``ci_high``; for several seeds, the interval of their
+  mean pooled from the per-utterance outcome files, :func:`ofactl.stats.interval`):
+  a light band along an OFA model's line, error bars on baselines and learned
+  lambdas.  A table without intervals (ofactl 0.1) is drawn without them, with
+  one warning.
 * **Percent.**  Accuracy, PER, WER, CER and F1 stored as fractions (every
   value of the panel in [0, 1]) are shown in %.
 * **Bad input** never raises a traceback: a file that is not a results table,
@@ -165,12 +171,21 @@ def load_results(results: "str | Path | pd.DataFrame", warn: Warn | None = None)
         if missing:
             raise OfactlError(f"results table: missing column(s) {', '.join(missing)}",
                               hint="read it with ofactl.results.read_results")
-        return results.copy()
+        df = results.copy()
+        for column, empty in (("ci_low", float("nan")), ("ci_high", float("nan")), ("outcomes", ""), ("variant", "")):
+            if column not in df.columns:
+                df[column] = empty
+        if "variant" in results.columns:
+            return df
+        from ofactl.results import _variants
+
+        df["variant"] = _variants(df)
+        return df
     return read_results(results, warn=warn)
 
 
 def _clean(df: "pd.DataFrame", warn: Warn) -> "pd.DataFrame":
-    """Drop rows of an older schema, unknown tasks and non-finite ok values, with a warning each."""
+    """Drop rows of unknown tasks and non-finite ok values, with a warning each (older schemas are read as they are)."""
     import numpy as np
     import pandas as pd
 
@@ -181,12 +196,6 @@ def _clean(df: "pd.DataFrame", warn: Warn) -> "pd.DataFrame":
         if (version > SCHEMA_VERSION).any():
             raise OfactlError(f"results written by a newer ofactl (schema {int(version.max())}; this one reads "
                               f"{SCHEMA_VERSION})", hint="upgrade ofactl to plot them")
-        old = version < SCHEMA_VERSION
-        if old.any():
-            found = ", ".join(str(int(v)) for v in sorted(version[old].unique()))
-            warn(f"skipped {int(old.sum())} row(s) written by an older ofactl (schema {found}; this one reads "
-                 f"schema {SCHEMA_VERSION}): re-run them to plot them")
-            df = df[~old]
     unknown = ~df["task"].isin(list(TASKS))
     if unknown.any():
         names = ", ".join(repr(t) for t in sorted(df.loc[unknown, "task"].astype(str).unique()))
@@ -200,8 +209,7 @@ def _clean(df: "pd.DataFrame", warn: Warn) -> "pd.DataFrame":
     return df
 
 
-#: adaptive-lambda rows (``ofactl probe --learn-lambda``) start their note with this
-LEARNED_NOTE = "learned lambda"
+#: adaptive-lambda rows (``ofactl probe --learn-lambda``, variant ``learned-...``) are drawn as "<model>, learned λ"
 LEARNED_SUFFIX = ", learned λ"
 
 
@@ -262,9 +270,12 @@ def prepare_results(
     """The points to draw: one row per (task, metric, model, frame period), seeds averaged.
 
     Columns: ``task, metric, model, kind, status, period_ms, x, value,
-    higher_is_better, n_seeds`` (``x`` is the frame period in ms or GMAC/s;
-    ``value`` is NaN for infeasible / failed points; ``period_ms`` is the
-    target period, else the measured one).
+    ci_low, ci_high, higher_is_better, n_seeds, n_utterances`` (``x`` is the
+    frame period in ms or GMAC/s; ``value`` is NaN for infeasible / failed
+    points, the mean over seeds otherwise; ``ci_low``/``ci_high`` its 95%
+    interval: the row's own for one seed, the bootstrap pooled over seeds
+    (:func:`ofactl.stats.interval`) for several, NaN when unknown;
+    ``period_ms`` is the target period, else the measured one).
 
     Raises:
         OfactlError: an unknown ``x``, a task or model not in the table, or
@@ -313,7 +324,7 @@ def prepare_results(
     if df.empty:
         raise OfactlError("nothing to plot after filtering", hint="check --tasks, --models and --split")
 
-    learned = df["note"].fillna("").astype(str).str.startswith(LEARNED_NOTE)
+    learned = df["variant"].fillna("").astype(str).str.startswith("learned")
     if learned.any():  # adaptive-lambda rows: their own marker, apart from the model's line
         df = df.assign(model=df["model"].astype(str).where(~learned, df["model"].astype(str) + LEARNED_SUFFIX))
     kinds = classify_models(df)
@@ -349,23 +360,74 @@ def prepare_results(
 
     key = df["period_ms"].where(df["period_ms"].notna(), df["x"]).round(3)
     df = df.assign(_key=key)
+    intervals = _Intervals(Path(results) if isinstance(results, (str, Path)) else None, warn)
     points = []
     for (task, metric, model, _), group in df.groupby(["task", "metric", "model", "_key"], sort=False):
         ok = group[group["status"] == "ok"]
+        low = high = float("nan")
         if len(ok):
             status, value, xv = "ok", float(ok["value"].mean()), float(ok["x"].mean())
+            if task != "profile":  # a compute profile is a count, not a test-set measurement
+                low, high = intervals.of(ok, str(metric))
         else:
             status = "infeasible" if (group["status"] == "infeasible").any() else "failed"
             value, xv = float("nan"), float(group["x"].mean())
         hib = group["higher_is_better"]
         points.append(dict(task=task, metric=metric, model=str(model), kind=kinds.get(str(model), "ofa"),
                            status=status, period_ms=float(group["period_ms"].iloc[0]), x=xv, value=value,
-                           higher_is_better=bool(hib.mode().iloc[0]), n_seeds=int(group["seed"].nunique())))
+                           ci_low=low, ci_high=high, higher_is_better=bool(hib.mode().iloc[0]),
+                           n_seeds=int(group["seed"].nunique()), n_utterances=int(ok["n_utterances"].max())
+                           if len(ok) else 0))
+    intervals.report()
     out = pd.DataFrame(points)
     task_order = {t: i for i, t in enumerate(TASKS)}
     out["_t"] = out["task"].map(task_order)
     out = out.sort_values(["_t", "metric", "model", "x"], kind="stable").drop(columns=["_t"]).reset_index(drop=True)
     return out
+
+
+class _Intervals:
+    """The interval of a point (its rows: one per seed), and one warning per kind of missing interval."""
+
+    def __init__(self, results: Path | None, warn: Warn):
+        self.results, self.warn = results, warn
+        self.points = self.without = self.averaged = 0
+
+    def of(self, rows: "pd.DataFrame", metric: str) -> tuple[float, float]:
+        import numpy as np
+
+        self.points += 1
+        low = rows["ci_low"].to_numpy(dtype=float)
+        high = rows["ci_high"].to_numpy(dtype=float)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            self.without += 1
+            return float("nan"), float("nan")
+        if len(rows) == 1:
+            return float(low[0]), float(high[0])
+        refs = rows["outcomes"].fillna("").astype(str)
+        if self.results is not None and (refs != "").all():
+            from ofactl.outcomes import load_outcomes, resolve_outcomes_path
+            from ofactl.stats import interval
+
+            try:
+                runs = [load_outcomes(resolve_outcomes_path(self.results, ref)) for ref in refs]
+                ci = interval(runs, metric)
+                return ci.low, ci.high
+            except OfactlError:
+                pass
+        self.averaged += 1  # outcome files missing: the seeds' own intervals, averaged
+        return float(low.mean()), float(high.mean())
+
+    def report(self) -> None:
+        if self.points and self.without == self.points:
+            self.warn("the results table has no confidence intervals (written by ofactl 0.1, or before intervals "
+                      "were measured): plotted without them; re-run the points to get them")
+        elif self.without:
+            self.warn(f"{self.without} of {self.points} point(s) have no confidence interval (older rows): "
+                      "drawn without one")
+        if self.averaged:
+            self.warn(f"{self.averaged} multi-seed point(s) without their outcome files: their interval is the "
+                      "average of the seeds' own intervals, not the pooled bootstrap")
 
 
 # --------------------------------------------------------------------------- pareto
@@ -513,6 +575,7 @@ def plot_results(
                                       markeredgewidth=1.5, label=label)
                 line.set_gid(f"{kind}:{model}")
                 handles.setdefault(label, line)
+                _draw_intervals(ax, ok, kind, colour[model], mult, f"{kind}:{model}")
             for status, shape in (("infeasible", "X"), ("failed", "s")):
                 bad = rows[rows["status"] == status]
                 if bad.empty:
@@ -553,6 +616,32 @@ def plot_results(
     fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
                ncol=min(len(handles), 2 if ncols == 1 else ncols + 1), fontsize=SMALL_PT, frameon=False)
     return fig
+
+
+def _draw_intervals(ax, ok: "pd.DataFrame", kind: str, colour: str, mult: float, gid: str) -> None:
+    """95% intervals: a light band along an OFA model's line (readable with several lines per panel), error
+    bars on a baseline's or learned lambda's markers.  Points without an interval get none."""
+    import numpy as np
+
+    lo, hi = ok["ci_low"].to_numpy(dtype=float) * mult, ok["ci_high"].to_numpy(dtype=float) * mult
+    has = np.isfinite(lo) & np.isfinite(hi)
+    if not has.any():
+        return
+    x = ok["x"].to_numpy(dtype=float)
+    if kind == "ofa":
+        band = ax.fill_between(x, lo, hi, where=has, color=colour, alpha=0.14, linewidth=0, zorder=0.8,
+                               interpolate=False)
+        band.set_gid(f"ci:{gid}")
+        if has.sum() == 1:  # a band needs two points: one interval is a bar
+            y = ok["value"].to_numpy(dtype=float)[has] * mult
+            bars = ax.errorbar(x[has], y, yerr=[y - lo[has], hi[has] - y], fmt="none", ecolor=colour,
+                               elinewidth=0.8, capsize=2)
+            bars[2][0].set_gid(f"ci:{gid}")
+    else:
+        y = ok["value"].to_numpy(dtype=float)[has] * mult
+        bars = ax.errorbar(x[has], y, yerr=[y - lo[has], hi[has] - y], fmt="none", ecolor=colour, elinewidth=1.0,
+                           capsize=2.5, alpha=0.8)
+        bars[2][0].set_gid(f"ci:{gid}")
 
 
 def plot_calibration(cal) -> "Figure":
@@ -631,8 +720,9 @@ def pivot_results(
 ) -> dict[tuple[str, str], "pd.DataFrame"]:
     """Per (task, metric) a model x frame period table of text cells, in the plot's units.
 
-    Cells are the value (seeds averaged; in % where the plot shows %),
-    ``infeasible``, ``failed`` or empty.  Columns are target periods
+    Cells are ``value [low, high]`` (the mean over seeds and its 95%
+    interval, in % where the plot shows %; the value alone when the interval
+    is unknown), ``infeasible``, ``failed`` or empty.  Columns are target periods
     (``"90ms"``), sorted; the row index is the model.
     """
     import pandas as pd
@@ -646,7 +736,11 @@ def pivot_results(
         table.attrs["unit"] = "%" if percent else _metric_style(metric).unit
         table.attrs["higher_is_better"] = bool(panel["higher_is_better"].mode().iloc[0])
         for row in panel.itertuples():
-            cell = f"{row.value * mult:.4g}" if row.status == "ok" else row.status
+            cell = row.status
+            if row.status == "ok" and math.isfinite(row.ci_low) and math.isfinite(row.ci_high):
+                cell = f"{row.value * mult:.3g} [{row.ci_low * mult:.3g}, {row.ci_high * mult:.3g}]"
+            elif row.status == "ok":
+                cell = f"{row.value * mult:.4g}"
             table.loc[row.model, _period_text(row.period_ms)] = cell
         tables[(task, metric)] = table
     return tables
@@ -661,7 +755,8 @@ def render_pivot(tables: dict[tuple[str, str], "pd.DataFrame"]) -> list:
         unit = frame.attrs.get("unit", "")
         direction = "higher is better" if frame.attrs.get("higher_is_better", True) else "lower is better"
         table = Table(title=f"{TASKS[task].title}: {_metric_style(metric).label}" + (f" ({unit})" if unit else "")
-                      + f", {direction}; columns: target frame period", title_justify="left")
+                      + f", {direction}; cells: value [95% CI]; columns: target frame period",
+                      title_justify="left")
         table.add_column("model")
         for column in frame.columns:
             table.add_column(column, justify="right")

@@ -146,6 +146,7 @@ def test_x_macs_and_the_profile_fallback(tmp_path: Path) -> None:
     assert len(x) == 5 and np.all(np.diff(x) > 0)  # interpolated log-log between the two profile rows
     y = lines_by_gid(ax)["ofa:ofa"].get_ydata()
     np.testing.assert_allclose(y, [100 * v for v in reversed(KS.values())])  # fewer MACs: longer period, lower accuracy
+    warnings = [w for w in warnings if "confidence intervals" not in w]  # these rows have none
     assert len(warnings) == 1 and "lonely" in warnings[0] and "MACs" in warnings[0]
     assert "baseline:lonely" not in lines_by_gid(ax)
 
@@ -309,18 +310,18 @@ def test_bad_input_is_one_error_line(results: Path, tmp_path: Path, capsys: pyte
 
 
 def test_bad_rows_are_skipped_with_a_warning(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # An unknown task, an 'ok' row with a NaN value, a row of an older schema: skipped, the rest drawn.
+    # An unknown task, an 'ok' row with a NaN value: skipped, the rest drawn (older schemas are read as they are).
     append_rows(results, [row("nowhere", "ks", "accuracy", 0.5, None, True),
                           row("ofa", "foo", "accuracy", 0.5, 90, True), row("broken", "ks", "accuracy", 0.5, 90, True)])
     n = len(results.read_text().splitlines()) - 1
-    rewrite_column(results, "schema_version", "0", where=lambda i: i == 0)
+    rewrite_column(results, "schema_version", "1", where=lambda i: i == 0)
     rewrite_column(results, "value", "nan", where=lambda i: i == n - 1)
     code, out, err = run_main(["plot", str(results), "-o", str(results.with_suffix(".svg"))], capsys)
     assert code == 0, err
     assert "wrote" in out and results.with_suffix(".svg").exists()
     assert "skipped 1 malformed row(s)" in err
     assert "skipped 1 row(s) of unknown task(s) 'foo'" in err
-    assert "skipped 1 row(s) written by an older ofactl (schema 0" in err
+    assert "older ofactl" not in err
     assert "skipped 1 row(s) without a frame period (measured_period_ms and target_period_ms are empty): model(s) nowhere" in err
     assert "Traceback" not in err
 
@@ -418,3 +419,59 @@ def test_a_fixed_rate_model_is_a_baseline_even_if_its_measured_period_differs_by
     assert kinds == {"ofa": "ofa", "fixed-lam1": "baseline"}
     fig = plot_results(path)
     assert "fixed-lam1 (baseline)" in legend_texts(fig)
+
+
+# ----------------------------------------------------------------------------- intervals
+
+
+def _with_ci(model, task, metric, value, period, hib, half, **kw) -> ResultRow:
+    return row(model, task, metric, value, period, hib, ci_low=value - half, ci_high=value + half, **kw)
+
+
+def test_intervals_are_bands_on_lines_and_bars_on_baselines_and_cells_in_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    rows = [_with_ci("ofa", "ks", "accuracy", v, p, True, 0.02) for p, v in KS.items()]
+    rows.append(_with_ci("fixed", "ks", "accuracy", 0.95, None, True, 0.03, lam=1.0, measured_period_ms=40.0))
+    append_rows(path, rows)
+    points = plot_results.__globals__["prepare_results"](path)
+    assert np.allclose(points["ci_high"] - points["ci_low"], [0.06, 0.04, 0.04, 0.04, 0.04, 0.04])
+    fig = plot_results(path)
+    ax = fig.axes[0]
+    gids = {c.get_gid() for c in ax.collections}
+    assert {"ci:ofa:ofa", "ci:baseline:fixed"} <= gids
+    band = next(c for c in ax.collections if c.get_gid() == "ci:ofa:ofa")
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(100 * (min(KS.values()) - 0.02)) and ys.max() == pytest.approx(100 * (0.962 + 0.02))
+    table = pivot_results(path)[("ks", "accuracy")]
+    assert table.loc["ofa", "20ms"] == "96.2 [94.2, 98.2]" and table.loc["fixed", "40ms"] == "95 [92, 98]"
+
+
+def test_a_table_without_intervals_plots_and_says_so_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "old.csv"
+    append_rows(path, [row("ofa", "ks", "accuracy", v, p, True) for p, v in KS.items()]
+                + [row("ofa", "pr", "per", v, p, False) for p, v in PR.items()])
+    code, out, err = run_main(["plot", str(path), "-o", str(tmp_path / "f.png")], capsys)
+    assert code == 0 and err.count("no confidence intervals") == 1, err
+    code, out, err = run_main(["plot", str(path), "--table"], capsys)
+    assert code == 0 and "96.2 " in out and "[" not in out.split("96.2")[1].split("│")[0]
+
+
+def test_several_seeds_pool_their_outcomes_into_one_interval(tmp_path: Path) -> None:
+    from ofactl.outcomes import Outcomes
+    from ofactl.stats import interval
+
+    rng = np.random.default_rng(0)
+    hard = rng.random(300)
+    path = tmp_path / "results.csv"
+    runs = []
+    for seed, p in ((0, 0.7), (1, 0.8)):
+        out = Outcomes("ks", [f"u{i}" for i in range(300)], {"correct": (hard < p).astype(float), "n": np.ones(300)})
+        runs.append(out)
+        ci = interval(out, "accuracy")
+        append_rows(path, [row("ofa", "ks", "accuracy", ci.value, 20, True, seed=seed, ci_low=ci.low, ci_high=ci.high,
+                               per_utterance=out)])
+    points = plot_results.__globals__["prepare_results"](path)
+    pooled = interval(runs, "accuracy")
+    mean = np.mean([r.stats["correct"].mean() for r in runs])
+    assert points.loc[0, "value"] == pytest.approx(mean) and points.loc[0, "n_seeds"] == 2
+    assert (points.loc[0, "ci_low"], points.loc[0, "ci_high"]) == (pooled.low, pooled.high)
