@@ -180,6 +180,88 @@ class ExtractResult:
     warnings: list[str] = field(default_factory=list)
 
 
+class Uniform(NamedTuple):
+    """An :func:`extract_lambdas` output pooled to a fixed length inside the model (no learned segmentation)."""
+
+    period_ms: float
+
+
+def _attrs(m, data, split, p: FramePeriod | None, which, n_layers: int, lam: float | None, exact: bool,
+           uniform: bool = False) -> dict:
+    """The file attributes of one extraction run (they decide which parts may be resumed).
+
+    A uniform run (fixed-length pooling inside the model) records ``pooling="uniform"`` and ``lambda`` 1 (the
+    CIF's setting with equal weights); other runs carry no ``pooling`` attribute (the learned CIF).
+    """
+    from ofactl import __version__
+
+    attrs: dict[str, Any] = {
+        "target_period_ms": p.ms if p is not None else None,
+        "layer": which,
+        "model_sha256": m.model_sha256,
+        "data": str(Path(data).resolve()),
+        "split": split,
+        "ofactl_version": __version__,
+    }
+    if which == "all":
+        attrs["layers"] = list(range(n_layers + 1))
+    if exact:
+        attrs["exact"] = True
+    else:
+        attrs["lambda"] = 1.0 if uniform else float(lam)
+    if uniform:
+        attrs["pooling"] = "uniform"
+    return attrs
+
+
+@dataclass
+class _Run:
+    """One output file of an extraction pass: where, at which lambda (or exact period), with which attrs."""
+
+    out: Path
+    lam: float | None
+    exact_ms: float | None
+    attrs: dict[str, Any]
+    writer: Any = None
+    audio_s: float = 0.0
+    uniform_ms: float | None = None
+
+
+def _write_runs(m, runs: list[_Run], todo, layer, *, chunk_s: float, max_batch_s: float, num_workers: int,
+                progress: Progress | None, done: int, total: int) -> None:
+    """One pass over the audio of ``todo``: the CNN and alpha once per batch, then each run's lambda.
+
+    Every run's writer is open (entered) by the caller; an utterance a run
+    already holds (``writer.done_ids``) is not written again.
+    """
+    from ofactl.features import Record
+
+    for item in iter_audio(todo, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
+                           progress=progress, done=done, total=total):
+        if isinstance(item, Failed):
+            for run in runs:
+                if item.id not in run.writer.done_ids:
+                    run.writer.skip(item.id, item.path, f"{item.error.reason}: {item.error.detail}")
+        elif isinstance(item, Long):
+            for run in runs:
+                if item.id in run.writer.done_ids:
+                    continue
+                e = m.encode_long(item.wave, run.lam, run.exact_ms, layer, chunk_s=min(chunk_s, 30.0),
+                                  uniform_period_ms=run.uniform_ms)
+                run.writer.write([Record(item.id, e.features, e.frame_times_s, e.duration_s, e.lam)])
+                run.audio_s += e.duration_s
+        else:
+            front = m.encode_front(item.audio, item.lengths)
+            for run in runs:
+                keep = [i for i, u in enumerate(item.ids) if u not in run.writer.done_ids]
+                if not keep:
+                    continue
+                encoded = m.encode_back(front, item.lengths, run.lam, run.exact_ms, layer, run.uniform_ms)
+                run.writer.write([Record(item.ids[i], encoded[i].features, encoded[i].frame_times_s,
+                                         encoded[i].duration_s, encoded[i].lam) for i in keep])
+                run.audio_s += float(item.lengths[keep].sum()) / 16000
+
+
 def extract_features(
     data: str | Path,
     out: str | Path,
@@ -200,18 +282,21 @@ def extract_features(
     chunk_s: float = 60.0,
     part_mb: float = 64.0,
     progress: Progress | None = None,
+    pooling: str = "cif",
 ) -> ExtractResult:
     """Extract features of every utterance in ``data`` into ``out`` (HDF5).
 
     Exactly one of ``period`` and ``lam``; ``exact=True`` needs ``period``.
+    ``pooling="uniform"`` (with ``period``) pools the 20 ms frames to fixed
+    lengths inside the model instead of the learned CIF segmentation (see
+    :meth:`ofactl.inference.OFAModel.encode_back`).
     Runs under torchrun too: each rank takes a disjoint shard and rank 0
     merges.  Resumes an interrupted run with the same settings; ``part_mb``
     is how many MB of features are buffered before a crash-safe part file is
     written (what a kill can lose).
     """
-    from ofactl import __version__
     from ofactl import distributed as D
-    from ofactl.features import FeatureWriter, Record, is_complete, merge, read_attrs, run_fingerprint
+    from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, run_fingerprint
     from ofactl.inference import OFAModel, load_model, parse_layer
 
     t0 = time.time()
@@ -224,29 +309,20 @@ def extract_features(
         raise OfactlError(f"{p} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
     if lam is not None and not 0.0 <= lam < 2.0:
         raise OfactlError(f"--lambda must lie in [0, 2), found {lam}")
+    if pooling not in ("cif", "uniform"):
+        raise OfactlError(f"pooling must be cif or uniform, found {pooling!r}")
+    uniform = pooling == "uniform"
+    if uniform and (p is None or exact):
+        raise OfactlError("uniform pooling needs --period (and not --exact)")
     env = D.setup(device)
     m = model if isinstance(model, OFAModel) else load_model(model, device=env.device)
     if p is not None and not exact:
-        lam = m.lam_for(p)
+        lam = 1.0 if uniform else m.lam_for(p)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
     corpus = _corpus(data, layout, split, id_from)
     utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
-
-    attrs: dict[str, Any] = {
-        "target_period_ms": p.ms if p is not None else None,
-        "layer": which,
-        "model_sha256": m.model_sha256,
-        "data": str(Path(data).resolve()),
-        "split": split,
-        "ofactl_version": __version__,
-    }
-    if which == "all":
-        attrs["layers"] = list(range(n_layers + 1))
-    if exact:
-        attrs["exact"] = True
-    else:
-        attrs["lambda"] = float(lam)
+    attrs = _attrs(m, data, split, p, which, n_layers, lam, exact, uniform)
     if not overwrite and is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):
         # the same command after a finished run (e.g. re-run after a kill that came too late): nothing to do
         summary = read_attrs(out)
@@ -255,41 +331,27 @@ def extract_features(
                              None if exact else float(lam), exact, p.ms if p is not None else None,
                              summary.get("measured_period_ms"), time.time() - t0, 0.0,
                              [f"{out} was already complete with these settings: nothing done"])
-    writer = FeatureWriter(out, attrs, rank=env.rank, world_size=env.world_size, overwrite=overwrite, dtype=dtype,
-                           part_bytes=int(part_mb * 2**20))
+    run = _Run(Path(out), None if exact else lam, p.ms if exact else None, attrs,
+               uniform_ms=p.ms if uniform else None)
+    run.writer = FeatureWriter(out, attrs, rank=env.rank, world_size=env.world_size, overwrite=overwrite, dtype=dtype,
+                               part_bytes=int(part_mb * 2**20))
     if env.is_main:
-        for problem in corpus.problems:
-            key = problem.id or Path(problem.path).stem
-            if key not in writer.done_ids:
-                writer.skip(key, problem.path, f"{problem.reason}: {problem.detail}")
-    todo = [u for u in utts if u.id not in writer.done_ids]
-    exact_ms = p.ms if exact else None
+        _skip_problems(corpus, [run])
+    todo = [u for u in utts if u.id not in run.writer.done_ids]
     done, total = len(utts) - len(todo), len(utts)
-    audio_s = 0.0
     if progress:
         progress(done, total)
 
-    with writer:
-        for item in iter_audio(todo, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
-                               progress=progress, done=done, total=total):
-            if isinstance(item, Failed):
-                writer.skip(item.id, item.path, f"{item.error.reason}: {item.error.detail}")
-            elif isinstance(item, Long):
-                e = m.encode_long(item.wave, None if exact else lam, exact_ms, layer, chunk_s=min(chunk_s, 30.0))
-                writer.write([Record(item.id, e.features, e.frame_times_s, e.duration_s, e.lam)])
-                audio_s += e.duration_s
-            else:
-                encoded = m.encode_batch(item.audio, item.lengths, None if exact else lam, exact_ms, layer)
-                writer.write([Record(i, e.features, e.frame_times_s, e.duration_s, e.lam)
-                              for i, e in zip(item.ids, encoded)])
-                audio_s += float(item.lengths.sum()) / 16000
+    with run.writer:
+        _write_runs(m, [run], todo, layer, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
+                    progress=progress, done=done, total=total)
         if env.distributed:
-            writer.flush()
+            run.writer.flush()
     summary: dict[str, Any] = {}
     if env.distributed:
         D.barrier(env)
         if env.is_main:
-            summary = merge(out, fingerprint=writer.fingerprint)
+            summary = merge(out, fingerprint=run.writer.fingerprint)
         D.barrier(env)
     else:
         summary = read_attrs(out)
@@ -301,7 +363,86 @@ def extract_features(
                         f"{100 * (measured - p.ms) / p.ms:+.0f}%: calibrate on data like this, or use --exact")
     D.cleanup(env)
     return ExtractResult(Path(out), int(summary.get("n_utterances", 0)), skipped, None if exact else float(lam),
-                         exact, p.ms if p is not None else None, measured, time.time() - t0, audio_s, warnings)
+                         exact, p.ms if p is not None else None, measured, time.time() - t0, run.audio_s, warnings)
+
+
+def _skip_problems(corpus, runs: list[_Run]) -> None:
+    """Record the corpus's unreadable files in every run (once each)."""
+    for problem in corpus.problems:
+        key = problem.id or Path(problem.path).stem
+        for run in runs:
+            if key not in run.writer.done_ids:
+                run.writer.skip(key, problem.path, f"{problem.reason}: {problem.detail}")
+
+
+def extract_lambdas(
+    data: str | Path,
+    outputs: "dict[str | Path, float | Uniform]",
+    *,
+    model=None,
+    layer: str | int = "last",
+    dtype: str = "float16",
+    layout: str | None = None,
+    split: str | None = None,
+    max_batch_s: float = 160.0,
+    num_workers: int = 2,
+    chunk_s: float = 60.0,
+    part_mb: float = 64.0,
+    progress: Progress | None = None,
+) -> list[ExtractResult]:
+    """Extract the features of ``data`` at several lambdas in one pass: ``{out path: lambda}``.
+
+    A value :class:`Uniform` ``(period_ms)`` asks for fixed-length pooling inside
+    the model at that period instead (``extract_features(..., pooling="uniform")``).
+
+    The 20 ms part of the model (CNN and alpha, most of the cost) runs once
+    per batch; only the CIF and the transformer run per lambda.  Each output
+    is exactly the file :func:`extract_features` writes for ``lam`` (same
+    attributes, so either resumes the other and a finished file is not
+    redone).  One process (no torchrun sharding); files already complete are
+    left alone.
+    """
+    from ofactl.features import FeatureWriter, is_complete, read_attrs, run_fingerprint
+    from ofactl.inference import OFAModel, load_model, parse_layer
+
+    t0 = time.time()
+    m = model if isinstance(model, OFAModel) else load_model(model)
+    which = parse_layer(layer, len(m.student.encoder.transformer.layers))
+    n_layers = len(m.student.encoder.transformer.layers)
+    runs = []
+    for out, lam in outputs.items():
+        if isinstance(lam, Uniform):
+            attrs = _attrs(m, data, split, FramePeriod(lam.period_ms), which, n_layers, 1.0, False, uniform=True)
+            run = _Run(Path(out), 1.0, None, attrs, uniform_ms=lam.period_ms)
+        else:
+            if not 0.0 <= float(lam) < 2.0:
+                raise OfactlError(f"lambda must lie in [0, 2), found {lam}")
+            attrs = _attrs(m, data, split, None, which, n_layers, float(lam), False)
+            run = _Run(Path(out), float(lam), None, attrs)
+        if is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):
+            continue
+        runs.append(run)
+    if not runs:
+        return []
+    corpus = _corpus(data, layout, split, None)
+    utts = sorted(corpus.utterances, key=lambda u: u.id)
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        for run in runs:
+            run.out.parent.mkdir(parents=True, exist_ok=True)
+            run.writer = stack.enter_context(FeatureWriter(run.out, run.attrs, dtype=dtype,
+                                                           part_bytes=int(part_mb * 2**20)))
+        _skip_problems(corpus, runs)
+        todo = [u for u in utts if any(u.id not in run.writer.done_ids for run in runs)]
+        _write_runs(m, runs, todo, layer, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
+                    progress=progress, done=len(utts) - len(todo), total=len(utts))
+    results = []
+    for run in runs:
+        summary = read_attrs(run.out)
+        results.append(ExtractResult(run.out, int(summary.get("n_utterances", 0)), _skipped(run.out), run.lam, False,
+                                     None, summary.get("measured_period_ms"), time.time() - t0, run.audio_s))
+    return results
 
 
 def _skipped(out: str | Path) -> list[dict[str, str]]:

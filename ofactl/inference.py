@@ -31,6 +31,8 @@ from ofactl.period import FramePeriod
 
 #: Layers: "last", "all", or an index into hidden_states (0 = transformer input).
 LayerSpec = str | int
+#: The CNN's frame period.
+FRAME_MS = 20.0
 
 
 def parse_layer(layer: LayerSpec, num_layers: int) -> int | str:
@@ -101,6 +103,70 @@ class OFAModel:
     # ------------------------------------------------------------------ batches
 
     @torch.inference_mode()
+    def encode_front(self, audio: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The lambda-independent 20 ms part of a padded batch: CNN features ``(batch, frame, C)``, frame
+        lengths ``(batch,)`` and alpha ``(batch, frame)`` (the input of :meth:`encode_back`)."""
+        return self.student.front(audio.to(self.device), lengths.to(self.device))
+
+    @torch.inference_mode()
+    def encode_back(
+        self,
+        front: tuple[Tensor, Tensor, Tensor],
+        lengths: Tensor,
+        lam: float | Tensor | None = None,
+        exact_period_ms: float | None = None,
+        layer: LayerSpec = "last",
+        uniform_period_ms: float | None = None,
+    ) -> list[Encoded]:
+        """Features of a batch from its :meth:`encode_front` output, at ``lam`` or an exact period.
+
+        ``lengths`` are the batch's sample counts.  Several lambdas of one batch
+        share one front pass (what a sweep over periods does).
+
+        ``uniform_period_ms`` replaces the learned segmentation by fixed-length
+        average pooling *inside* the model (the fixed-rate subsampling that CIF
+        is compared with): every 20 ms frame gets the weight ``20 / period``, so
+        the CIF averages equal runs of frames and the transformer sees
+        ``floor(T * 20 / period)`` frames (at least one), the same number a
+        calibrated lambda gives on average.
+        """
+        from ofactl.calibrate import exact_target_frames, solve_exact_lambdas
+
+        student = self.student
+        features, frame_lengths, alpha = front
+        lengths = lengths.to(self.device)
+        batch = features.shape[0]
+        if uniform_period_ms is not None:
+            if uniform_period_ms < FRAME_MS:
+                raise OfactlError(f"{uniform_period_ms:g}ms is below 20ms, the CNN's frame period")
+            # at lambda 1 modify_alpha keeps the weights (only the at-least-one-frame guard acts)
+            weight = torch.full_like(alpha, FRAME_MS / uniform_period_ms)
+            alpha = weight * (torch.arange(alpha.shape[1], device=alpha.device)[None] < frame_lengths[:, None])
+            lam, exact_period_ms = 1.0, None
+        if exact_period_ms is not None:
+            targets = [exact_target_frames(float(n) / SAMPLE_RATE, exact_period_ms, int(t))
+                       for n, t in zip(lengths.tolist(), frame_lengths.tolist())]
+            lam_t = solve_exact_lambdas(alpha.float().cpu(), frame_lengths.cpu(), targets).to(self.device)
+        elif lam is not None:
+            lam_t = lam if isinstance(lam, Tensor) else torch.full((batch,), float(lam))
+            lam_t = lam_t.to(self.device)
+        else:
+            raise ValueError("give lam or exact_period_ms")
+        out = student.back(features, frame_lengths, alpha, lam_t, predict=False)
+        which = parse_layer(layer, len(out.hidden_states) - 1)
+        times = frame_times_s(out.centers, student.hop_samples, student.feature_extractor.receptive_field_samples)
+        results = []
+        for b in range(batch):
+            n = int(out.lengths[b])
+            if which == "all":
+                feats = torch.stack([h[b, :n] for h in out.hidden_states])
+            else:
+                feats = out.hidden_states[which][b, :n]
+            results.append(Encoded(feats.float().cpu(), times[b, :n].cpu(), float(lam_t[b]),
+                                   float(lengths[b]) / SAMPLE_RATE, int(frame_lengths[b])))
+        return results
+
+    @torch.inference_mode()
     def encode_batch(
         self,
         audio: Tensor,
@@ -115,34 +181,9 @@ class OFAModel:
         ``exact_period_ms`` (each utterance gets ``round(duration / period)``
         frames) must be given.
         """
-        from ofactl.calibrate import exact_target_frames, solve_exact_lambdas
-
-        student = self.student
-        audio = audio.to(self.device)
-        lengths = lengths.to(self.device)
-        features, frame_lengths, alpha = student.front(audio, lengths)
-        if exact_period_ms is not None:
-            targets = [exact_target_frames(float(n) / SAMPLE_RATE, exact_period_ms, int(t))
-                       for n, t in zip(lengths.tolist(), frame_lengths.tolist())]
-            lam_t = solve_exact_lambdas(alpha.float().cpu(), frame_lengths.cpu(), targets).to(self.device)
-        elif lam is not None:
-            lam_t = lam if isinstance(lam, Tensor) else torch.full((audio.shape[0],), float(lam))
-            lam_t = lam_t.to(self.device)
-        else:
+        if exact_period_ms is None and lam is None:
             raise ValueError("give lam or exact_period_ms")
-        out = student.back(features, frame_lengths, alpha, lam_t, predict=False)
-        which = parse_layer(layer, len(out.hidden_states) - 1)
-        times = frame_times_s(out.centers, student.hop_samples, student.feature_extractor.receptive_field_samples)
-        results = []
-        for b in range(audio.shape[0]):
-            n = int(out.lengths[b])
-            if which == "all":
-                feats = torch.stack([h[b, :n] for h in out.hidden_states])
-            else:
-                feats = out.hidden_states[which][b, :n]
-            results.append(Encoded(feats.float().cpu(), times[b, :n].cpu(), float(lam_t[b]),
-                                   float(lengths[b]) / SAMPLE_RATE, int(frame_lengths[b])))
-        return results
+        return self.encode_back(self.encode_front(audio, lengths), lengths, lam, exact_period_ms, layer)
 
     # ------------------------------------------------------------------ long audio
 
@@ -155,6 +196,7 @@ class OFAModel:
         layer: LayerSpec = "last",
         chunk_s: float = 30.0,
         context_s: float = 5.0,
+        uniform_period_ms: float | None = None,
     ) -> Encoded:
         """Features of one long waveform ``(samples,)`` in bounded memory.
 
@@ -182,6 +224,9 @@ class OFAModel:
         features, alpha = self.front_long(wave, chunk_s)
         frame_lengths = torch.tensor([t_total], device=self.device)
 
+        if uniform_period_ms is not None:  # fixed-length pooling inside the model (see encode_back)
+            alpha = torch.full_like(alpha, FRAME_MS / uniform_period_ms)
+            lam, exact_period_ms = 1.0, None
         if exact_period_ms is not None:
             target = exact_target_frames(duration_s, exact_period_ms, t_total)
             lam = solve_exact_lambda(alpha[0].float().cpu(), target)

@@ -56,6 +56,9 @@ class StudentConfig:
     target_layers: tuple[int, ...] = (4, 8, 12)
     target_dim: int = 768
     head_inner_dim: int = 768
+    #: scales the CNN's gradient in training (fairseq/s3prl ``feature_grad_mult``); 0 freezes the CNN (no backward
+    #: through it, the cheapest choice when it was copied from the teacher); 1 trains it like the rest
+    feature_grad_mult: float = 1.0
 
     def __post_init__(self) -> None:
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
@@ -75,6 +78,8 @@ class StudentConfig:
             problems.append(f"alpha_kernel must be a positive odd number, found {self.alpha_kernel}")
         if not self.target_layers or min(self.target_layers) < 1:
             problems.append(f"target_layers must be teacher layer numbers >= 1, found {self.target_layers}")
+        if not 0.0 <= self.feature_grad_mult <= 1.0:
+            problems.append(f"feature_grad_mult must lie in [0, 1], found {self.feature_grad_mult}")
         if problems:
             raise OfactlError("invalid student config: " + "; ".join(problems))
 
@@ -226,7 +231,14 @@ class OFAStudent(nn.Module):
 
         Returns ``(features (batch, frame, conv_dim), frame_lengths (batch,), alpha (batch, frame))``.
         """
-        features, frame_lengths = self.feature_extractor(audio, audio_lengths)
+        mult = self.config.feature_grad_mult
+        if self.training and mult == 0.0:
+            with torch.no_grad():
+                features, frame_lengths = self.feature_extractor(audio, audio_lengths)
+        else:
+            features, frame_lengths = self.feature_extractor(audio, audio_lengths)
+            if self.training and mult != 1.0:
+                features = _GradMultiply.apply(features, mult)
         return features, frame_lengths, self.alpha_module(features, frame_lengths)
 
     def back(self, features: Tensor, frame_lengths: Tensor, alpha: Tensor, lam: float | Tensor,
@@ -242,6 +254,19 @@ class OFAStudent(nn.Module):
             predictions = predictions.masked_fill(~keep, 0.0)
         return StudentOutput(hidden, pooled.lengths, alpha, alpha_mod, frame_lengths, predictions, pooled.centers,
                              features)
+
+
+class _GradMultiply(torch.autograd.Function):
+    """Identity forward; the gradient times ``scale`` backward (fairseq's GradMultiply)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad * ctx.scale, None
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -133,6 +133,69 @@ def test_period_errors_name_the_range(trained, corpus, tmp_path):
         extract_features(corpus, tmp_path / "x.h5", model=untrained, period="90ms")
 
 
+def test_many_lambdas_in_one_pass_equal_separate_runs(trained, corpus, tmp_path):
+    """extract_lambdas: the CNN once, each lambda's file identical to extract_features' (which then has nothing
+    to do), a file already complete left alone, bad files recorded in every output."""
+    from ofactl.extract import extract_lambdas
+
+    wavs = held_out(corpus, tmp_path)
+    (wavs / "broken.wav").write_bytes(b"RIFF....not audio")
+    lams = {tmp_path / f"many{lam:g}.h5": lam for lam in (0.0, 0.7, 1.5)}
+    done = tmp_path / "many0.7.h5"
+    extract_features(wavs, done, model=trained, lam=0.7, num_workers=0)
+    stamp = done.stat().st_mtime_ns
+    results = extract_lambdas(wavs, lams, model=trained, num_workers=0)
+    assert sorted(r.lam for r in results) == [0.0, 1.5] and done.stat().st_mtime_ns == stamp
+    for out, lam in lams.items():
+        ref = tmp_path / f"ref{lam:g}.h5"
+        extract_features(wavs, ref, model=trained, lam=lam, num_workers=0)
+        want, got = contents(ref), contents(out)
+        assert sorted(got) == sorted(want) and len(got) == len(list(wavs.iterdir())) - 1
+        for utt in want:
+            np.testing.assert_array_equal(got[utt][0], want[utt][0])
+            np.testing.assert_array_equal(got[utt][1], want[utt][1])
+        assert [s["id"] for s in read_attrs(out)["skipped"]] == ["broken"]
+        again = extract_features(wavs, out, model=trained, lam=lam, num_workers=0)
+        assert again.warnings and "already complete" in again.warnings[0]
+
+
+def test_uniform_pooling_inside_the_model(trained, corpus, tmp_path):
+    """Fixed-length pooling: floor(T * 20 / P) frames (at least one), the CIF at equal weights; at 20 ms it is the
+    model at lambda 0; the one-pass and the single extraction agree; the file says pooling=uniform."""
+    from ofactl.extract import Uniform, extract_lambdas
+
+    m = load_model(trained)
+    torch.manual_seed(0)
+    audio = torch.randn(3, 24000) * 0.1
+    lengths = torch.tensor([24000, 16000, 1000])
+    front = m.encode_front(audio, lengths)
+    frames = front[1].tolist()
+    for period in (40.0, 90.0, 300.0):
+        out = m.encode_back(front, lengths, layer="last", uniform_period_ms=period)
+        assert [e.features.shape[0] for e in out] == [max(1, int(t * 20.0 / period + 1e-4)) for t in frames]
+    same = m.encode_back(front, lengths, uniform_period_ms=20.0)
+    plain = m.encode_back(front, lengths, lam=0.0)
+    for a, b in zip(same, plain):
+        torch.testing.assert_close(a.features, b.features)
+    with pytest.raises(OfactlError, match="below 20ms"):
+        m.encode_back(front, lengths, uniform_period_ms=10.0)
+
+    wavs = held_out(corpus, tmp_path)
+    single = tmp_path / "u_single.h5"
+    extract_features(wavs, single, model=trained, period="90ms", pooling="uniform", num_workers=0)
+    extract_lambdas(wavs, {tmp_path / "u_many.h5": Uniform(90.0), tmp_path / "c_many.h5": 1.0}, model=trained,
+                    num_workers=0)
+    want, got = contents(single), contents(tmp_path / "u_many.h5")
+    assert sorted(got) == sorted(want)
+    for utt in want:
+        np.testing.assert_array_equal(got[utt][0], want[utt][0])
+    attrs = read_attrs(single)
+    assert attrs["pooling"] == "uniform" and attrs["target_period_ms"] == 90.0
+    assert 80 < attrs["measured_period_ms"] < 100
+    with pytest.raises(OfactlError, match="needs --period"):
+        extract_features(wavs, tmp_path / "x.h5", model=trained, lam=1.0, pooling="uniform")
+
+
 # ----------------------------------------------------------------------------- long audio
 
 
