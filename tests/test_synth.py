@@ -510,3 +510,39 @@ def test_plan_roles_ids_and_sizes(speakers, per_speaker, seed):
     assert not voices["Audio"] & (voices["dev_queries"] | voices["eval_queries"])
     texts = [job.text for job in synth._plan(speakers, utterances, seed).jobs]
     assert texts == [job.text for job in plan.jobs]  # the plan is a function of the arguments
+
+
+@settings(max_examples=25, deadline=None)
+@given(speakers=st.integers(7, 60), held=st.integers(1, 12), dev=st.integers(1, 300), test=st.integers(1, 700),
+       seed=st.integers(0, 2**32))
+def test_held_out_sizes_reach_the_asked_dev_and_test_counts(speakers, held, dev, test, seed):
+    """--held-out-speakers / --dev-utterances / --test-utterances: every task's dev and test split reaches its size,
+    the training splits keep theirs, ids stay unique."""
+    held = min(held, (speakers - 1) // 2)
+    utterances = 10 * speakers
+    base = synth._plan(speakers, utterances, seed, synth._Sizes(held_out_speakers=held))
+    plan = synth._plan(speakers, utterances, seed, synth._Sizes(held, dev, test))
+    roles = Counter(s.role for s in plan.speakers)
+    assert roles == {"train": speakers - 2 * held, "dev": held, "test": held}
+    paths = [job.relpath for job in plan.jobs]
+    assert len(paths) == len(set(paths))
+    ls = Counter(j.relpath.split("/")[1] for j in plan.jobs if j.layout == "librispeech")
+    assert ls["dev-clean"] >= dev and ls["test-clean"] >= test
+    assert ls["train-clean-100"] == Counter(j.relpath.split("/")[1] for j in base.jobs
+                                            if j.layout == "librispeech")["train-clean-100"]
+    vox = Counter(split for split, _ in plan.vox_rows)
+    assert vox[2] >= dev and vox[3] >= test and vox[1] == Counter(s for s, _ in base.vox_rows)[1]
+    assert len(plan.fsc_rows["dev"]) >= dev and len(plan.fsc_rows["test"]) >= test
+    assert len(plan.fsc_rows["train"]) == len(base.fsc_rows["train"])
+    assert len(plan.sc_lists["dev"]) >= dev
+    assert sum(j.layout == "speech_commands_test" for j in plan.jobs) >= test
+
+
+def test_default_sizes_leave_the_plan_unchanged():
+    """Corpora built before the size options existed are planned file for file as before (digests of 0.1's plans)."""
+    import hashlib
+
+    for args, digest in (((16, 1000, 0), "5a044226a411f70b"), ((6, 240, 0), "1f53ec81ea139172"),
+                         ((5, 60, 3), "46c05ec67e144cc7")):
+        jobs = [(j.relpath, j.text, j.pitch, j.speed, j.noise, j.noise_rms_db) for j in synth._plan(*args).jobs]
+        assert hashlib.sha256(repr(jobs).encode()).hexdigest()[:16] == digest, args

@@ -69,18 +69,28 @@ def synth_command(
     utterances: Annotated[int, typer.Option("--utterances", min=6, help="LibriSpeech-layout utterances.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a corpus made with other arguments.")] = False,
+    held_out_speakers: Annotated[Optional[int], typer.Option(
+        "--held-out-speakers", metavar="N", show_default=False,
+        help="Speakers for dev and for test, each (default: a tenth of --speakers).")] = None,
+    dev_utterances: Annotated[Optional[int], typer.Option(
+        "--dev-utterances", metavar="N", show_default=False,
+        help="At least N dev utterances per task layout (LibriSpeech, Speech Commands, VoxCeleb1, Fluent).")] = None,
+    test_utterances: Annotated[Optional[int], typer.Option(
+        "--test-utterances", metavar="N", show_default=False,
+        help="At least N test utterances per task layout (narrow confidence intervals).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Synthesise English speech (espeak-ng) in LibriSpeech, Speech Commands, VoxCeleb1 and Fluent layouts."""
     from ofactl.data.synth import synthesize_corpus
 
+    kwargs = dict(speakers=speakers, utterances=utterances, seed=seed, overwrite=overwrite,
+                  held_out_speakers=held_out_speakers, dev_utterances=dev_utterances, test_utterances=test_utterances)
     bar, update = _progress(quiet, "synthesising")
     if bar is not None:
         with bar:
-            report = synthesize_corpus(out_dir, speakers=speakers, utterances=utterances, seed=seed,
-                                       progress=update, overwrite=overwrite)
+            report = synthesize_corpus(out_dir, progress=update, **kwargs)
     else:
-        report = synthesize_corpus(out_dir, speakers=speakers, utterances=utterances, seed=seed, overwrite=overwrite)
+        report = synthesize_corpus(out_dir, **kwargs)
     what = "already there" if report.reused else f"written in {report.seconds:.1f} s"
     typer.echo(f"{report.n_files} files, {report.total_hours:.3f} h of speech in {out_dir} ({what})")
     for name, count in report.counts.items():

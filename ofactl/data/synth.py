@@ -384,12 +384,26 @@ class _Plan:
         return job.index
 
 
+@dataclass(frozen=True)
+class _Sizes:
+    """Optional sizes of the held-out sets (None: the defaults of the module docstring)."""
+
+    held_out_speakers: int | None = None  # speakers for dev and for test, each
+    dev_utterances: int | None = None  # at least this many dev utterances per layout (LS, SC, VoxCeleb1, FSC)
+    test_utterances: int | None = None  # at least this many test utterances per layout
+
+    def per_speaker(self, role: str, speakers: int) -> int | None:
+        """Utterances each of ``speakers`` held-out speakers of ``role`` says so that the split reaches its size."""
+        total = {"dev": self.dev_utterances, "test": self.test_utterances}.get(role)
+        return None if total is None else max(1, math.ceil(total / max(speakers, 1)))
+
+
 def _rng(seed: int, *stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
 
 
-def _roles(n: int, rng: np.random.Generator) -> list[str]:
-    n_held = max(1, round(n / 10))
+def _roles(n: int, rng: np.random.Generator, held: int | None = None) -> list[str]:
+    n_held = held if held is not None else max(1, round(n / 10))
     roles = ["dev"] * n_held + ["test"] * n_held + ["train"] * (n - 2 * n_held)
     return [roles[i] for i in rng.permutation(n)]
 
@@ -417,11 +431,11 @@ def _draw_voice(rng: np.random.Generator, variant: str) -> _Voice:
     )
 
 
-def _make_speakers(n: int, seed: int) -> list[_Speaker]:
+def _make_speakers(n: int, seed: int, held: int | None = None) -> list[_Speaker]:
     rng = _rng(seed, _STREAM_SPEAKERS)
     ids = _rng(seed, _STREAM_IDS)
     variants = [_VARIANTS[i] for i in rng.permutation(len(_VARIANTS))]
-    roles = _roles(n, rng)
+    roles = _roles(n, rng, held)
     ls_ids = sorted(int(i) for i in ids.choice(np.arange(14, 9000), size=n, replace=False))
     chapters = ids.choice(np.arange(1000, 300000), size=n, replace=False)
     alnum = string.ascii_letters + string.digits
@@ -527,9 +541,10 @@ def _fsc_intents() -> list[tuple[str, str, str, tuple[str, ...]]]:
     return intents
 
 
-def _plan(n_speakers: int, utterances: int, seed: int) -> _Plan:
+def _plan(n_speakers: int, utterances: int, seed: int, sizes: _Sizes = _Sizes()) -> _Plan:
     """Every file to write, drawn from ``seed`` (no audio work)."""
-    speakers = _make_speakers(n_speakers, seed)
+    speakers = _make_speakers(n_speakers, seed, sizes.held_out_speakers)
+    n_role = {role: sum(s.role == role for s in speakers) for role in ("train", "dev", "test")}
     plan = _Plan(speakers)
     text = _rng(seed, _STREAM_TEXT)
     ids = _rng(seed, _STREAM_IDS, 1)
@@ -540,6 +555,7 @@ def _plan(n_speakers: int, utterances: int, seed: int) -> _Plan:
     ls = LAYOUT_ROOTS["librispeech"]
     for spk in speakers:
         n = utterances // n_speakers + (1 if spk.index < utterances % n_speakers else 0)
+        n = sizes.per_speaker(spk.role, n_role[spk.role]) or n
         folder = f"{ls}/{_LS_SUBSETS[spk.role]}/{spk.ls_id}/{spk.ls_chapter}"
         for u in range(n):
             utt = f"{spk.ls_id}-{spk.ls_chapter}-{u:04d}"
@@ -550,10 +566,14 @@ def _plan(n_speakers: int, utterances: int, seed: int) -> _Plan:
     # Speech Commands v0.01 (every speaker) and its separate test set (test speakers)
     sc, sct = LAYOUT_ROOTS["speech_commands"], LAYOUT_ROOTS["speech_commands_test"]
     reps = max(1, round(utterances / (25 * n_speakers)))
+    words_per_speaker = len(KEYWORDS) + 4
     for spk in speakers:
         aux = [AUXILIARY_WORDS[i] for i in sorted(text.choice(len(AUXILIARY_WORDS), size=4, replace=False))]
+        spk_reps = reps
+        if spk.role == "dev" and sizes.dev_utterances is not None:
+            spk_reps = math.ceil(sizes.dev_utterances / (words_per_speaker * n_role["dev"]))
         for word in (*KEYWORDS, *aux):
-            for r in range(reps):
+            for r in range(spk_reps):
                 rel = f"{word}/{spk.sc_hash}_nohash_{r}.wav"
                 plan.add("speech_commands", f"{sc}/{rel}", word, spk.voice, jitter, fixed_samples=SAMPLE_RATE)
                 if spk.role in _SC_LISTS:
@@ -569,15 +589,21 @@ def _plan(n_speakers: int, utterances: int, seed: int) -> _Plan:
             noise_rms_db=(-24.0, -26.0, -30.0)[i],
             seconds=float(_NOISE_SECONDS),
         )
+    test_reps = 1
+    if sizes.test_utterances is not None:  # per test speaker: the keywords, two unknown words and two silences, x reps
+        test_reps = math.ceil(sizes.test_utterances / ((len(KEYWORDS) + 4) * n_role["test"]))
     for spk in (s for s in speakers if s.role == "test"):
         for word in KEYWORDS:
-            rel = f"{sct}/{word}/{spk.sc_hash}_nohash_0.wav"
-            plan.add("speech_commands_test", rel, word, spk.voice, jitter, fixed_samples=SAMPLE_RATE)
-        for r, i in enumerate(sorted(text.choice(len(AUXILIARY_WORDS), size=2, replace=False))):
-            word = AUXILIARY_WORDS[i]
+            for r in range(test_reps):
+                rel = f"{sct}/{word}/{spk.sc_hash}_nohash_{r}.wav"
+                plan.add("speech_commands_test", rel, word, spk.voice, jitter, fixed_samples=SAMPLE_RATE)
+        n_unknown = 2 * test_reps
+        picks = sorted(text.choice(len(AUXILIARY_WORDS), size=min(n_unknown, len(AUXILIARY_WORDS)), replace=False))
+        for r in range(n_unknown):
+            word = AUXILIARY_WORDS[picks[r % len(picks)]]
             rel = f"{sct}/_unknown_/{word}_{spk.sc_hash}_nohash_{r}.wav.wav"
             plan.add("speech_commands_test", rel, word, spk.voice, jitter, fixed_samples=SAMPLE_RATE)
-        for _ in range(2):
+        for _ in range(2 * test_reps):
             hash8 = "".join(ids.choice(list("0123456789abcdef"), size=8))
             plan.add(
                 "speech_commands_test",
@@ -593,13 +619,15 @@ def _plan(n_speakers: int, utterances: int, seed: int) -> _Plan:
     # VoxCeleb1 identification
     vox = LAYOUT_ROOTS["voxceleb1"]
     n_vox = max(3, round(per_speaker / 4))
+    n_vox_dev = sizes.per_speaker("dev", n_speakers) or 1  # closed-set: every speaker in every split
+    n_vox_test = sizes.per_speaker("test", n_speakers) or 1
     for spk in speakers:
-        splits = ["dev", "test"] + ["train"] * (n_vox - 2)
+        splits = ["dev"] * n_vox_dev + ["test"] * n_vox_test + ["train"] * (n_vox - 2)
         videos = {"dev": _video_id(ids), "test": _video_id(ids)}
         counters: dict[str, int] = {}
         for j, split in enumerate(splits):
             if split == "train":
-                t = (j - 2) // 4
+                t = (j - n_vox_dev - n_vox_test) // 4
                 video = videos.setdefault(f"train{t}", _video_id(ids))
             else:
                 video = videos[split]
@@ -617,7 +645,7 @@ def _plan(n_speakers: int, utterances: int, seed: int) -> _Plan:
     train_i = 0
     for role in ("train", "dev", "test"):  # train first: valid/test use slot values seen in train
         for spk in (s for s in speakers if s.role == role):
-            for _ in range(n_fsc):
+            for _ in range(sizes.per_speaker(role, n_role[role]) or n_fsc):
                 if role == "train":
                     action, obj, loc, phrasings = order[train_i % len(order)]
                     train_i += 1
@@ -1080,6 +1108,9 @@ def synthesize_corpus(
     *,
     overwrite: bool = False,
     workers: int | None = None,
+    held_out_speakers: int | None = None,
+    dev_utterances: int | None = None,
+    test_utterances: int | None = None,
 ) -> SynthReport:
     """Speak a small synthetic corpus into ``out_dir`` in the public dataset layouts.
 
@@ -1104,6 +1135,14 @@ def synthesize_corpus(
         overwrite: replace a corpus built with other arguments, or layout
             folders not written by this function.
         workers: espeak-ng processes run at once (default: ``min(4, max(2, cpus))``).
+        held_out_speakers: speakers for dev and for test, each (default
+            ``max(1, round(speakers / 10))``).
+        dev_utterances, test_utterances: make the dev / test split of
+            LibriSpeech, Speech Commands (dev; its separate test set for test),
+            VoxCeleb1 and Fluent Speech Commands at least this large, by giving
+            each held-out speaker (every speaker for VoxCeleb1, which is
+            closed-set) as many utterances as it takes; the training splits keep
+            their sizes.  Default: the sizes of the module docstring.
 
     Returns:
         A :class:`SynthReport` with the layout roots, counts, hours and seconds.
@@ -1120,13 +1159,22 @@ def synthesize_corpus(
         "utterances", utterances, speakers, _MAX_UTTERANCES, hint="at least one LibriSpeech utterance per speaker"
     )
     seed = _check_int("seed", seed, 0, 2**63 - 1)
+    if held_out_speakers is not None:
+        held_out_speakers = _check_int("held_out_speakers", held_out_speakers, 1, (speakers - 1) // 2,
+                                       hint="train needs at least one speaker besides dev and test")
+    for name, value in (("dev_utterances", dev_utterances), ("test_utterances", test_utterances)):
+        if value is not None:
+            _check_int(name, value, 1, _MAX_UTTERANCES)
+    sizes = _Sizes(held_out_speakers, dev_utterances, test_utterances)
     if workers is None:
         workers = min(4, max(2, os.cpu_count() or 1))
     workers = _check_int("workers", workers, 1, 64)
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise OfactlError(f"{out} exists and is not a directory", hint="pass a directory for the corpus")
-    wanted = {"format_version": FORMAT_VERSION, "seed": seed, "speakers": speakers, "utterances": utterances}
+    wanted = {"format_version": FORMAT_VERSION, "seed": seed, "speakers": speakers, "utterances": utterances,
+              "held_out_speakers": held_out_speakers, "dev_utterances": dev_utterances,
+              "test_utterances": test_utterances}
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -1142,7 +1190,7 @@ def synthesize_corpus(
                 if complete:
                     return SynthReport._make(out, record, reused=True)
             else:
-                keys = [k for k in ("seed", "speakers", "utterances", "format_version") if record.get(k) != wanted[k]]
+                keys = [k for k in wanted if record.get(k) != wanted[k]]
                 was = ", ".join(f"{k}={record.get(k)}" for k in keys)
                 now = ", ".join(f"{k}={wanted[k]}" for k in keys)
                 raise OfactlError(
@@ -1158,7 +1206,7 @@ def synthesize_corpus(
 
         exe = _find_espeak()
         version = _espeak_version(exe)
-        plan = _plan(speakers, utterances, seed)
+        plan = _plan(speakers, utterances, seed, sizes)
         for stale in out.glob(".synth-tmp-*"):  # left by a killed run; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         stage = Path(tempfile.mkdtemp(prefix=".synth-tmp-", dir=out))
