@@ -121,7 +121,8 @@ def save_row_outcomes(path: str | Path, rows: list[ResultRow]) -> None:
     from ofactl.outcomes import new_outcomes_path, save_outcomes
 
     written: dict[int, str] = {}
-    base = Path(path).absolute().parent
+    path = Path(path).absolute()
+    base = path.parent
     for row in rows:
         if row.per_utterance is None or row.outcomes:
             continue

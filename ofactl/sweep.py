@@ -191,12 +191,11 @@ def run_sweep(
         for s in todo:
             try:
                 if prep.status == "infeasible":
-                    rows = rows_for(prep, None, seed=s, status="infeasible")
-                    summary.infeasible.append((name, s))
+                    rows, kind = rows_for(prep, None, seed=s, status="infeasible"), summary.infeasible
                 elif not task.trainable:
-                    rows = rows_for(prep, score_untrained(prep, seed=s), seed=s)
-                    summary.scored.append((name, s))
+                    rows, kind = rows_for(prep, score_untrained(prep, seed=s), seed=s), summary.scored
                 else:
+                    kind = None
                     outcomes = [train_and_test(prep, lr=lr, seed=s, max_epochs=max_epochs, patience=patience)
                                 for lr in lrs]
                     best = outcomes[0]
@@ -206,8 +205,11 @@ def run_sweep(
                             best = o  # a tie on the metric goes to the lower dev loss
                     grid = ", ".join(f"{o.lr:g}: {o.dev[task.primary.name]:.4g}" for o in outcomes)
                     rows = rows_for(prep, best, seed=s, note=f"lr chosen on dev {task.primary.name} ({grid})")
-                    summary.chosen[(name, s)] = best.lr
-                summary.written += append_rows(results, rows)
+                summary.written += append_rows(results, rows)  # a point counts as done once its rows are in
+                if kind is not None:
+                    kind.append((name, s))
+                else:
+                    summary.chosen[(name, s)] = rows[0].lr
                 primary = [r for r in rows if r.split == "test" and r.metric == task.primary.name and r.status == "ok"]
                 if primary:
                     summary.measured[(name, s)] = primary[0]

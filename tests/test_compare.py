@@ -133,3 +133,15 @@ def test_cli_prints_the_difference_and_verdict(table):
     result = runner.invoke(app, ["compare", str(table), "--task", "ks", "--a", "ofa@35ms", "--b", "fixed", "--json"])
     data = json.loads(result.stdout)
     assert data["a"]["seeds"] == [0, 1] and data["verdict"] == "no difference at 95%" and data["n_utterances"] == N
+
+
+def test_a_results_path_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """Outcome references are relative to the table's folder whatever form the table's path takes."""
+    monkeypatch.chdir(tmp_path)
+    relative = "exp/mini/results.csv"
+    append_rows(relative, _rows("x", [1, 0, 1, 1], period=20.0))
+    append_rows(relative, _rows("y", [1, 0, 0, 1], period=20.0))
+    c = compare_runs(relative, "ks", "x", "y")
+    assert c.difference.n == 4 and c.a.rows["outcomes"].iloc[0].startswith("results.outcomes/x/ks/")
+    monkeypatch.chdir(tmp_path / "exp")
+    assert compare_runs("mini/results.csv", "ks", "x", "y").difference.diff == c.difference.diff
