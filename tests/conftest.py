@@ -1,5 +1,8 @@
 """Test-wide settings.
 
+With ``CI`` set (``.ci/run`` sets it) hypothesis is derandomized: the same
+examples every run.
+
 Under pytest-xdist (2 workers on 2 cores) each worker, and every process a
 test starts (the CLI, torchrun ranks), uses one torch thread: two OpenMP
 thread pools spinning on two cores slow each other down by an order of
@@ -13,6 +16,13 @@ import sys
 from pathlib import Path
 
 import torch
+from hypothesis import settings
+
+# CI (CI set, as .ci/run does): property tests draw the same examples every run, so a landing never depends on
+# a lucky draw; locally they explore new examples each run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"

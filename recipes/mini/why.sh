@@ -40,6 +40,8 @@ if run_stage 1 why-pretrain; then
   $OFACTL pretrain --config recipes/mini/pretrain.yaml --data "$CORPUS/LibriSpeech" --teacher "$EXP/teacher/teacher.pth" \
     --segments "$EXP/segments.tsv" --out "$LONGER" --max-steps $((FACTOR * STEPS)) $resume --quiet
   $OFACTL calibrate "$CORPUS/LibriSpeech" --model "$LONGER" --split train-clean-100 --quiet
+  # the demo's widest model stays the workspace default
+  "$PYTHON" -c "import sys; from ofactl.workspace import set_default_model; set_default_model(sys.argv[1])" "$EXP/ofa-lmax2"
   done_stage why-pretrain
 fi
 
@@ -63,17 +65,25 @@ fi
 if run_stage 3 why-compare; then
   log "compare: $FACTOR x the steps against the demo's model, and the claims on the longer-trained model"
   {
-    echo "## $NAME ($FACTOR x $STEPS steps) against ofa-lmax2 ($STEPS steps)"
+    echo "$NAME ($FACTOR x $STEPS steps) against ofa-lmax2 ($STEPS steps), each row a paired bootstrap (\`ofactl compare\`):"
     echo
-    echo '```'
-    for task in $TASKS; do
-      for p in ${PERIODS//,/ } $P1; do
-        $OFACTL compare "$RESULTS" --task "$task" --a "$NAME@$p" --b "ofa-lmax2@$p"
-      done
-    done
-    echo '```'
+    "$PYTHON" - "$RESULTS" "$NAME" "$P1" $TASKS <<'PY'
+import sys
+
+from ofactl.compare import compare_runs
+
+results, name, p1, tasks = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+print("| task | target period | ofa-lmax2 | " + name + " | difference [95% CI] | verdict |")
+print("|---|---|---|---|---|---|")
+for task in tasks:
+    for period in ("20ms", p1, "320ms", "1000ms"):
+        c = compare_runs(results, task, f"{name}@{period}", f"ofa-lmax2@{period}")
+        d = c.difference
+        print(f"| {task.upper()} | {period} | {100 * d.b:.1f} | {100 * d.a:.1f} | {100 * d.diff:+.1f} "
+              f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {c.verdict} |")
+PY
     echo
-    echo "## The claims with $NAME as the widest model"
+    echo "The claims with $NAME as the widest model (\`ofactl claims\`):"
     echo
     $OFACTL claims "$RESULTS" --widest "$NAME" --fixed fixed-lam1 --plain distilhubert-lmax0
   } > "$EXP/why.md"
