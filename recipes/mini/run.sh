@@ -38,17 +38,7 @@ stage=0
 source recipes/stages.sh "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-CORPUS="$EXP/corpus"
-TEACHER="$EXP/teacher/teacher.pth"
-OFA="$EXP/ofa-lmax2"
-OFA15="$EXP/ofa-lmax1.5"
-OFA1="$EXP/ofa-lmax1"
-FIXED="$EXP/fixed-lam1"
-PLAIN="$EXP/distilhubert-lmax0"
-RESULTS="$EXP/results.csv"
-declare -A DATA=([ks]=speech_commands_v0.01 [sid]=VoxCeleb1 [ic]=fluent_speech_commands_dataset [pr]=LibriSpeech)
-# one probe learning rate per task (the best of x0.1 / x1 / x10 on dev in a pilot run): fewer, more useful points
-declare -A LR=([ks]=1e-2 [sid]=1e-2 [ic]=1e-2 [pr]=1e-1)
+source recipes/mini/common.sh
 
 if run_stage 0 synth; then
   log "stage 0: synthesise the corpus (espeak-ng, $SPEAKERS voices; >= $TEST_UTTS test, >= $DEV_UTTS dev utterances per task)"
@@ -87,7 +77,7 @@ if run_stage 3 pretrain; then
   lane pretrain-fixed-lam1 pretrain "$FIXED" --set fixed_lambda=1
   lane pretrain-lmax0 pretrain "$PLAIN" --set lambda_max=0
   lanes_wait
-  "$PYTHON" -c "import sys; from ofactl.workspace import set_default_model; set_default_model(sys.argv[1])" "$OFA"
+  keep_default_model
   done_stage pretrain
 fi
 
@@ -102,12 +92,6 @@ if run_stage 4 calibrate; then
   lanes_wait
   done_stage calibrate
 fi
-
-# the fixed-rate model's frame period (its calibration at lambda 1): where the OFA models meet it (claims a, b)
-fixed_period() {
-  "$PYTHON" -c "import sys; from ofactl.calibrate import Calibration; from ofactl.period import FramePeriod; \
-print(FramePeriod(round(Calibration.load(sys.argv[1]).period_for(1.0).ms, 1)))" "$FIXED"
-}
 
 sweep() {  # ofactl sweep; exit 3 (some points failed, recorded in the table) is not the recipe's failure
   $OFACTL sweep "$@" || { local rc=$?; [ "$rc" -eq 3 ] || return "$rc"; }

@@ -26,28 +26,22 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 for done in synth teacher segments sweep; do
   [ -f "$EXP/.$done.done" ] || { echo "run make demo (recipes/mini/run.sh) first: $EXP/.$done.done is missing" >&2; exit 2; }
 done
-CORPUS="$EXP/corpus"
-RESULTS="$EXP/results.csv"
+source recipes/mini/common.sh
 NAME="ofa-lmax2-x$FACTOR"
 LONGER="$EXP/$NAME"
-declare -A DATA=([ks]=speech_commands_v0.01 [sid]=VoxCeleb1 [ic]=fluent_speech_commands_dataset [pr]=LibriSpeech)
-declare -A LR=([ks]=1e-2 [sid]=1e-2 [ic]=1e-2 [pr]=1e-1)
 
 if run_stage 1 why-pretrain; then
   log "pretrain the widest model with $FACTOR x $STEPS steps"
   resume=""
   [ -f "$LONGER/train_state.pt" ] && resume="--resume"
-  $OFACTL pretrain --config recipes/mini/pretrain.yaml --data "$CORPUS/LibriSpeech" --teacher "$EXP/teacher/teacher.pth" \
+  $OFACTL pretrain --config recipes/mini/pretrain.yaml --data "$CORPUS/LibriSpeech" --teacher "$TEACHER" \
     --segments "$EXP/segments.tsv" --out "$LONGER" --max-steps $((FACTOR * STEPS)) $resume --quiet
   $OFACTL calibrate "$CORPUS/LibriSpeech" --model "$LONGER" --split train-clean-100 --quiet
-  # the demo's widest model stays the workspace default
-  "$PYTHON" -c "import sys; from ofactl.workspace import set_default_model; set_default_model(sys.argv[1])" "$EXP/ofa-lmax2"
+  keep_default_model
   done_stage why-pretrain
 fi
 
-# the fixed-rate model's frame period, where claim (a) compares
-P1=$("$PYTHON" -c "import sys; from ofactl.calibrate import Calibration; from ofactl.period import FramePeriod; \
-print(FramePeriod(round(Calibration.load(sys.argv[1]).period_for(1.0).ms, 1)))" "$EXP/fixed-lam1")
+P1=$(fixed_period)  # where claim (a) compares
 
 why_sweep() {  # why_sweep TASK
   local args=(--task "$1" --data "$CORPUS/${DATA[$1]}" --results "$RESULTS" --lrs "${LR[$1]}" --quiet $PROBE_ARGS)
