@@ -99,6 +99,7 @@ class _Table:
 
         self.path = Path(results)
         self.df = read_results(results, warn=warn)
+        self._runs: dict[tuple[str, str], object] = {}  # each run's outcome files are read once
 
     def grid(self, model: str, task: str) -> list[tuple[float, float, str]]:
         """``(target period, measured period, status)`` of a model's grid points (variant "" or avgpool) for task."""
@@ -122,8 +123,11 @@ class _Table:
         from ofactl.compare import select_run
         from ofactl.tasks import get_task
 
-        t = get_task(task)
-        return select_run(self.df, self.path, task, spec, t.primary.name, primary=t.primary.name)
+        if (task, spec) not in self._runs:
+            t = get_task(task)
+            self._runs[(task, spec)] = select_run(self.df, self.path, task, spec, t.primary.name,
+                                                  primary=t.primary.name)
+        return self._runs[(task, spec)]
 
     def tasks(self) -> list[str]:
         from ofactl.plot import TASKS
