@@ -5,7 +5,8 @@
 plus an optional rate penalty ``W * (output frames per 20 ms input frame)``
 (the differentiable count ``sum_t alpha_mod / T``).  The student stays
 frozen.  Its 20 ms part (CNN features and alpha) does not depend on lambda,
-so it runs once per utterance and is cached in memory; ``modify_alpha``, the
+so it runs once per utterance and is cached on disk (a pre-CIF features file per split, streamed
+like any probe input, :mod:`ofactl.stream`); ``modify_alpha``, the
 CIF and the transformer run on every batch with the tensor lambda, so the
 gradient reaches theta through the CIF weights.
 
@@ -35,7 +36,8 @@ SAMPLE_RATE = 16000
 
 @dataclass
 class Cached:
-    """The lambda-independent part of one utterance: CNN features ``(T, C)`` and alpha ``(T,)``."""
+    """The lambda-independent part of one utterance: CNN features ``(T, C)`` and alpha ``(T,)`` (read from the
+    pre-CIF cache, see :func:`_cache_split`)."""
 
     features: Tensor
     alpha: Tensor
@@ -90,26 +92,44 @@ class AdaptiveUpstream:
         return x, lengths
 
 
-def _cache_split(model, data, task: Task, split: str, labels: dict[str, Any], progress=None) -> list[tuple[str, Cached]]:
+def _cache_split(model, data, task: Task, split: str, out: Path) -> Path:
+    """The pre-CIF features of one split, cached at ``out``: a features file (crash-safe and resumable like any
+    other) whose ``features`` are each utterance's CNN features with its alpha weights as the last column,
+    float32 so that the CIF fires exactly as on fresh features.  Reused when complete."""
     from ofactl.data.audio import AudioError, load_audio
     from ofactl.data.corpora import probe, read_corpus
+    from ofactl.features import FeatureWriter, is_complete, read_attrs, run_fingerprint
 
+    attrs = {"content": "pre-cif", "layer": 0, "lambda": 0.0, "model_sha256": model.model_sha256,
+             "data": str(Path(data).resolve()), "split": split, "task": task.name}
+    if is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, "float32"):
+        return out
     corpus = probe(read_corpus(data, task.layout, split=split))
-    out = []
-    with torch.inference_mode():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FeatureWriter(out, attrs, dtype="float32", overwrite=is_complete(out)) as writer, torch.inference_mode():
         for u in sorted(corpus.utterances, key=lambda u: u.id):
-            if u.id not in labels:
+            if u.id in writer.done_ids:
                 continue
             try:
                 wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
-            except AudioError:
+            except AudioError as err:
+                writer.skip(u.id, u.path, str(err))
                 continue
             audio = wave[None].to(model.device)
             feats, frame_lengths, alpha = model.student.front(audio, torch.tensor([wave.shape[0]], device=model.device))
             n = int(frame_lengths[0])
-            out.append((u.id, Cached(feats[0, :n].float().cpu().clone(), alpha[0, :n].float().cpu().clone(),
-                                     wave.shape[0] / SAMPLE_RATE)))
+            both = torch.cat([feats[0, :n].float(), alpha[0, :n].float()[:, None]], dim=1).cpu()
+            times = (torch.arange(n, dtype=torch.float64) + 0.5) * 0.02
+            writer.write([(u.id, both, times, wave.shape[0] / SAMPLE_RATE, 0.0)])
     return out
+
+
+def _stored_split(path: Path, labels: dict[str, Any], task: Task, vocab) -> list[Example]:
+    """Examples referring to the pre-CIF features at ``path`` (read on demand, see :mod:`ofactl.stream`)."""
+    from ofactl.stream import Stored, stored_lengths
+
+    return [Example(i, Stored(str(path), i, pre_cif=True, duration_s=d), n, task.encode(labels[i], vocab))
+            for i, (n, d) in sorted(stored_lengths(path).items()) if i in labels]
 
 
 def _lam_max(model) -> float:
@@ -124,13 +144,30 @@ def _lam_max(model) -> float:
 
 @torch.no_grad()
 def _measured_period_ms(upstream: AdaptiveUpstream, examples: list[Example], batch_size: int = 32) -> float:
+    from ofactl.stream import ExampleLoader
+
     frames, seconds = 0, 0.0
-    for i in range(0, len(examples), batch_size):
-        chunk = [e.inputs for e in examples[i:i + batch_size]]
-        _, lengths, _ = upstream.encode(chunk)
+    for batch in ExampleLoader(examples, batch_size):
+        _, lengths, _ = upstream.encode(batch.inputs)
         frames += int(lengths.sum())
-        seconds += sum(c.duration_s for c in chunk)
+        seconds += sum(c.duration_s for c in batch.inputs)
     return 1000 * seconds / max(frames, 1)
+
+
+def _standardize(upstream: AdaptiveUpstream, examples: list[Example]) -> tuple[Standardize, int]:
+    """Train-set statistics of the upstream's output at its initial lambda, streamed one batch at a time."""
+    from ofactl.stream import ExampleLoader
+
+    dims = []
+
+    def frames():
+        for batch in ExampleLoader(examples, 32):
+            x, lengths, _ = upstream.encode(batch.inputs)
+            dims.append(x.shape[-1])
+            yield from (x[b, : int(lengths[b])].cpu() for b in range(x.shape[0]))
+
+    norm = Standardize.fit(frames())
+    return norm, dims[0]
 
 
 def check_learnable(task: Task | str) -> Task:
@@ -158,6 +195,7 @@ def run_adaptive(
     max_epochs: int = 40,
     patience: int = 6,
     device: str | None = None,
+    features_dir: str | Path | None = None,
     on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
 ) -> list[ResultRow]:
     """Train probes with a learned lambda; returns the results rows (test metrics and the dev primary metric).
@@ -165,10 +203,11 @@ def run_adaptive(
     ``lam_init`` may be several initial lambdas (the paper's Fig. 3 starts from
     several rates): the 20 ms part of the model runs once, then one run per
     (initial lambda, seed), seeds ``seed .. seed + n_seeds - 1``.  Each run's
-    ``variant`` is ``learned-init<X>``.
+    ``variant`` is ``learned-init<X>``.  The pre-CIF features are cached under ``features_dir`` (default:
+    ``features/`` in the current folder) as ``<model-sha12>/<task>/<split>-precif.h5`` and streamed from there.
     """
     from ofactl.inference import OFAModel, load_model
-    from ofactl.probe import labelled
+    from ofactl.probe import default_features_dir, features_path, labelled
 
     task = check_learnable(task)
     m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
@@ -190,12 +229,13 @@ def run_adaptive(
     roles = dict(zip(("train", "dev", "test"), task.splits))
     labels = {role: labelled(task, data, split)[0] for role, split in roles.items()}
     vocab = task.vocabulary(list(labels["train"].values()))
+    features_dir = Path(features_dir) if features_dir is not None else default_features_dir(None)
     examples: dict[str, list[Example]] = {}
     for role, split in roles.items():
-        cached = _cache_split(m, data, task, split, labels[role])
-        if not cached:
+        path = _cache_split(m, data, task, split, features_path(features_dir, m.model_sha256, task.name, split, "precif"))
+        examples[role] = _stored_split(path, labels[role], task, vocab)
+        if not examples[role]:
             raise OfactlError(f"{data}: split {split!r} has no readable utterances labelled for task {task.name}")
-        examples[role] = [Example(i, c, c.features.shape[0], task.encode(labels[role][i], vocab)) for i, c in cached]
 
     rows: list[ResultRow] = []
     for init in inits:
@@ -214,12 +254,7 @@ def _learn_one(task: Task, m, examples: dict[str, list[Example]], vocab, roles: 
     upstream = AdaptiveUpstream(m.student, lam_max, lam_init, layer)
     # a fixed standardisation, measured once at the initial lambda (see tasks.base.Standardize)
     with torch.no_grad():
-        parts = []
-        for i in range(0, len(examples["train"]), 32):
-            x, lengths, _ = upstream.encode([e.inputs for e in examples["train"][i:i + 32]])
-            parts += [x[b, : int(lengths[b])].cpu() for b in range(x.shape[0])]
-        upstream.norm = Standardize.fit(parts)
-        in_dim = parts[0].shape[-1]
+        upstream.norm, in_dim = _standardize(upstream, examples["train"])
 
     sgd = torch.optim.SGD([upstream.theta], lr=lambda_lr, momentum=0.9)
 

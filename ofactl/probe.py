@@ -47,6 +47,7 @@ import torch
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
 from ofactl.results import ResultRow
+from ofactl.stream import Stored, average_pool, pooled_length, stored_lengths
 from ofactl.tasks import Task, get_task
 from ofactl.tasks.base import Example, Standardize, fit, score_examples
 
@@ -56,17 +57,6 @@ Progress = Callable[[str], None]
 INFEASIBLE_FRACTION = 0.5
 POOLINGS = ("cif", "avg", "uniform")
 FRAME_MS = 20.0
-
-
-def average_pool(x: torch.Tensor, period_ms: float) -> torch.Tensor:
-    """``(N, D)`` 20 ms features -> ``(max(1, round(N * 20 / period_ms)), D)`` means of contiguous runs."""
-    n = x.shape[0]
-    m = max(1, round(n * FRAME_MS / period_ms))
-    if m >= n:
-        return x
-    bounds = [round(j * n / m) for j in range(m + 1)]
-    xf = x.float()
-    return torch.stack([xf[a:b].mean(0) for a, b in zip(bounds, bounds[1:])]).to(x.dtype)
 
 
 def period_tag(period: FramePeriod | None, lam: float | None) -> str:
@@ -168,7 +158,7 @@ def prepare(
     the model (both need ``period``; see the module docstring).
     """
     from ofactl.extract import extract_features
-    from ofactl.features import read, read_attrs
+    from ofactl.features import read_attrs
     from ofactl.inference import OFAModel, load_model
 
     task = get_task(task) if isinstance(task, str) else task
@@ -213,26 +203,23 @@ def prepare(
     train_labels = list(labels["train"].values())
     vocab = task.vocabulary(train_labels)
     examples: dict[str, list[Example]] = {}
-    in_dim = 0
+    in_dim = int(read_attrs(paths["train"]).get("feature_dim") or 0)
     frames_20ms = frames_out = 0
-    for role, path in paths.items():
+    pool_ms = p.ms if pooling == "avg" else None
+    for role, path in paths.items():  # references and lengths only: features are read while training
         items = []
-        for utt_id, feats, _times in read(path):
+        for utt_id, (n, _duration) in sorted(stored_lengths(path).items()):
             if utt_id not in labels[role]:
                 continue
-            x = torch.from_numpy(feats)
-            if pooling == "avg":
-                if role == "test":
-                    frames_20ms += x.shape[0]
-                x = average_pool(x, p.ms)
-                if role == "test":
-                    frames_out += x.shape[0]
-            in_dim = x.shape[-1]
-            items.append(Example(utt_id, x, int(x.shape[0]), task.encode(labels[role][utt_id], vocab)))
+            m_frames = pooled_length(n, pool_ms) if pool_ms else n
+            if role == "test":
+                frames_20ms, frames_out = frames_20ms + n, frames_out + m_frames
+            items.append(Example(utt_id, Stored(str(path), utt_id, pool_ms), m_frames,
+                                 task.encode(labels[role][utt_id], vocab)))
         if not items:
             raise OfactlError(f"{path}: no features for the labelled utterances of split {roles[role]!r}")
         examples[role] = items
-    upstream = Standardize.fit(e.inputs for e in examples["train"])
+    upstream = Standardize.fit(e.inputs for e in examples["train"])  # one streaming pass
     measured = read_attrs(paths["test"]).get("measured_period_ms")
     if pooling == "avg" and measured is not None:
         measured = float(measured) * frames_20ms / max(frames_out, 1)  # same audio, fewer frames

@@ -50,11 +50,12 @@ def test_learn_lambda_moves_lambda_and_records_it(synth_corpus, calibrated_model
     assert "learned lambda (init 1" in df["note"].iloc[0]
 
 
-def test_learn_lambda_on_a_ctc_task(synth_corpus, calibrated_model):  # noqa: F811
+def test_learn_lambda_on_a_ctc_task(synth_corpus, calibrated_model, tmp_path):  # noqa: F811
     from ofactl.adaptive import run_adaptive
 
     seen = []
     rows = run_adaptive("pr", synth_corpus / DATA["pr"], calibrated_model, lam_init=0.5, lambda_lr=0.05, max_epochs=3, patience=3,
+                        features_dir=tmp_path,
                         on_epoch=lambda epoch, lam, scores: seen.append(lam))
     assert len(seen) == 3 and len(set(seen)) == 3
     assert rows[0].metric == "per" and rows[0].status == "ok" and rows[0].lam in seen

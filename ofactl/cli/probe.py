@@ -184,14 +184,17 @@ def probe(
     if status is not None:
         status.start()
     try:
+        from ofactl.probe import default_features_dir
+
         if learn_lambda:
             from ofactl.adaptive import run_adaptive
 
             rows = run_adaptive(task, data_path, m, lam_init=inits, lambda_lr=lambda_lr,
                                 rate_penalty=rate_penalty, lr=lr, seed=seed, n_seeds=seeds, layer=which,
-                                max_epochs=max_epochs, patience=patience)
+                                max_epochs=max_epochs, patience=patience,
+                                features_dir=features_dir or default_features_dir(results_path))
         else:
-            from ofactl.probe import default_features_dir, run_probe
+            from ofactl.probe import run_probe
 
             update = (lambda text: status.update(f"probing {task}: {text}")) if status is not None else None
             rows = run_probe(task, data_path, m, period=period, lam=lam, lr=lr, seed=seed, n_seeds=seeds, layer=which,

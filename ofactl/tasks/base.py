@@ -320,14 +320,11 @@ def pad(tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
 
 
 def batches(examples: Sequence[Example], batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """Seeded random order when ``generator`` is given, else length-sorted (evaluation)."""
-    if generator is not None:
-        order = torch.randperm(len(examples), generator=generator).tolist()
-    else:
-        order = sorted(range(len(examples)), key=lambda i: (examples[i].n_frames, examples[i].id))
-    for start in range(0, len(order), batch_size):
-        chunk = [examples[i] for i in order[start:start + batch_size]]
-        yield Batch([e.id for e in chunk], [e.inputs for e in chunk], [e.target for e in chunk])
+    """One epoch of batches with their inputs loaded: seeded and length-bucketed when ``generator`` is given, else
+    length-sorted (evaluation).  See :class:`ofactl.stream.ExampleLoader`."""
+    from ofactl.stream import ExampleLoader
+
+    return iter(ExampleLoader(examples, batch_size, generator))
 
 
 def fixed_upstream(inputs: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -353,9 +350,12 @@ class Standardize:
 
     @classmethod
     def fit(cls, tensors: Iterable[Tensor]) -> "Standardize":
+        """Statistics of the frames of ``tensors`` (tensors, or :class:`~ofactl.stream.Stored` read one at a time)."""
+        from ofactl.stream import load
+
         total, total_sq, n = None, None, 0
         for t in tensors:
-            t = t.double()
+            t = load(t).double()
             s, sq = t.sum(0), (t * t).sum(0)
             total = s if total is None else total + s
             total_sq = sq if total_sq is None else total_sq + sq
@@ -376,16 +376,19 @@ class Standardize:
 @torch.no_grad()
 def score_examples(task: Task, head: nn.Module, examples: Sequence[Example], vocab, upstream: Upstream = fixed_upstream,
                    batch_size: int = 64, device: str | torch.device = "cpu", with_loss: bool = False):
-    """Per-utterance statistics of ``head`` on ``examples``: an :class:`~ofactl.outcomes.Outcomes`
+    """Per-utterance statistics of ``head`` on ``examples`` (a split, or an evaluation
+    :class:`~ofactl.stream.ExampleLoader` over one): an :class:`~ofactl.outcomes.Outcomes`
     (and the mean loss with ``with_loss``, else None)."""
     from ofactl.outcomes import Outcomes
+    from ofactl.stream import ExampleLoader
 
     was = head.training
     head.eval()
     ids: list[str] = []
     parts: dict[str, list[np.ndarray]] = {}
     loss_sum, n = 0.0, 0
-    for batch in batches(examples, batch_size):
+    loader = examples if isinstance(examples, ExampleLoader) else ExampleLoader(examples, batch_size)
+    for batch in loader:
         x, lengths = upstream(batch.inputs)
         x, lengths = x.to(device), lengths.to(device)
         for k, v in task.utterance_stats(head, x, lengths, batch.targets, vocab).items():
@@ -438,6 +441,7 @@ def fit(
     extra_state: Callable[[], Any] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     device: str | torch.device = "cpu",
+    workers: int | None = None,
 ) -> FitResult:
     """Train a fresh probe head with Adam; early stopping on the dev primary metric.
 
@@ -446,20 +450,25 @@ def fit(
     features; with ``extra_optimizer`` its parameters (e.g. theta of an
     adaptive lambda) are trained jointly, ``extra_loss()`` is added to the
     task loss (a rate penalty), and ``extra_state()`` is snapshotted with the
-    dev-best head.
+    dev-best head.  ``workers``: loader processes reading stored inputs ahead (default: see
+    :class:`ofactl.stream.ExampleLoader`).
     """
+    from ofactl.stream import ExampleLoader
+
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     head = task.head(in_dim, vocab).to(device)
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     bs = batch_size or task.batch_size
+    train_loader = ExampleLoader(train, bs, generator, workers=workers)  # one per fit: its workers persist
+    dev_loader = ExampleLoader(dev, 64, workers=workers)
     best_state, best_extra, best_dev, best_epoch = None, None, {}, -1
     best_score, best_loss = float("nan"), float("inf")
     history = []
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         head.train()
-        for batch in batches(train, bs, generator):
+        for batch in train_loader:
             x, lengths = upstream(batch.inputs)
             loss = task.loss(head, x.to(device), lengths.to(device), batch.targets)
             if extra_loss is not None:
@@ -472,7 +481,7 @@ def fit(
                 optimizer.step()
                 if extra_optimizer is not None:
                     extra_optimizer.step()
-        scores = evaluate(task, head, dev, vocab, upstream, device=device, with_loss=True)
+        scores = evaluate(task, head, dev_loader, vocab, upstream, device=device, with_loss=True)
         history.append(scores)
         if on_epoch is not None:
             on_epoch(epoch, scores)
@@ -486,5 +495,7 @@ def fit(
             best_extra = copy.deepcopy(extra_state()) if extra_state is not None else None
         elif epoch - best_epoch >= patience:
             break
+    train_loader.close()
+    dev_loader.close()
     head.load_state_dict(best_state)
     return FitResult(head, best_dev, best_epoch, epoch, history, best_extra)

@@ -64,14 +64,19 @@ class QueryByExample(Task):
         return super().no_labels(data, split)
 
     # -- scoring without training
-    def scores(self, docs: Sequence[Example], queries: Sequence[Example], upstream=None) -> np.ndarray:
-        """Z-normalised detection scores, ``(queries, documents)``, of features standardised by ``upstream``."""
+    def scores(self, docs: Sequence[Example], queries: Sequence[Example], upstream=None,
+               docs_per_chunk: int = 256) -> np.ndarray:
+        """Z-normalised detection scores, ``(queries, documents)``, of features standardised by ``upstream``.
+
+        The queries are held; the documents are read ``docs_per_chunk`` at a
+        time (stored features are never all in memory)."""
         from ofactl.dtw import search
+        from ofactl.stream import load
 
         def prepared(examples, kind):
             out = []
             for e in examples:
-                x = e.inputs
+                x = load(e.inputs)
                 if x.ndim != 2 or x.shape[0] == 0:
                     raise OfactlError(f"{kind} {e.id} has no feature frames",
                                       hint="its audio is empty or too short for this period; remove it from the "
@@ -81,7 +86,10 @@ class QueryByExample(Task):
                 out.append(x)
             return out
 
-        cost = search(prepared(queries, "query"), prepared(docs, "document"))
+        held = prepared(queries, "query")
+        parts = [search(held, prepared(docs[i:i + docs_per_chunk], "document"))
+                 for i in range(0, len(docs), docs_per_chunk)]
+        cost = np.concatenate(parts, axis=1) if parts else np.zeros((len(queries), 0))
         score = -cost
         std = score.std(axis=1, keepdims=True)
         return (score - score.mean(axis=1, keepdims=True)) / np.maximum(std, 1e-9)

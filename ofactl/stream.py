@@ -1,0 +1,238 @@
+"""Probe inputs streamed from feature files: references, length-bucketed batches, a bounded read-ahead.
+
+A probe never holds a split in memory.  Each :class:`~ofactl.tasks.base.Example`
+carries a :class:`Stored` reference (file, utterance id, how many frames)
+instead of its features; :class:`ExampleLoader` draws the epoch's batches
+(seeded, length-bucketed), and a DataLoader worker reads each batch from the
+HDF5 file while the probe trains on the one before (``prefetch`` batches
+ahead at most).  Memory is one model's head, the batches in flight and the
+per-utterance bookkeeping (ids, lengths, targets), whatever the corpus size.
+
+Training order: the epoch's random permutation (from the probe's seeded
+generator) is cut into spans of ``bucket`` batches, each span is sorted by
+length and cut into batches, and the batches are shuffled.  Batches hold
+utterances of similar length (less padding, what fairseq and lhotse do) and
+the order still changes every epoch.  Evaluation reads in length order.
+
+Examples whose inputs are already tensors (built in memory, e.g. by a test)
+go through the same batches with no reading, so the two paths train the same
+head from the same seed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+
+#: frame period of the model's 20 ms grid (average pooling's input)
+FRAME_MS = 20.0
+#: batches per length-sorted span of a training epoch
+BUCKET_BATCHES = 50
+
+
+def pooled_length(n: int, period_ms: float) -> int:
+    """Frames of an ``n``-frame 20 ms sequence average-pooled to ``period_ms``: ``max(1, round(n * 20 / period))``,
+    never more than ``n``."""
+    return min(n, max(1, round(n * FRAME_MS / period_ms)))
+
+
+def average_pool(x: torch.Tensor, period_ms: float) -> torch.Tensor:
+    """``(N, D)`` 20 ms features -> ``(pooled_length(N), D)`` means of contiguous, near-equal runs."""
+    n = x.shape[0]
+    m = pooled_length(n, period_ms)
+    if m >= n:
+        return x
+    bounds = [round(j * n / m) for j in range(m + 1)]
+    xf = x.float()
+    return torch.stack([xf[a:b].mean(0) for a, b in zip(bounds, bounds[1:])]).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One utterance's features in a complete features file, read on :meth:`load`.
+
+    ``pool_ms``: average-pool the stored 20 ms features to this period when
+    read.  ``pre_cif``: a pre-CIF file (:mod:`ofactl.adaptive`): ``load``
+    returns its CNN features and alpha weights as a
+    :class:`~ofactl.adaptive.Cached`.
+    """
+
+    path: str
+    id: str
+    pool_ms: float | None = None
+    pre_cif: bool = False
+    duration_s: float = 0.0
+
+    def load(self) -> Any:
+        array = torch.from_numpy(_handle(self.path)[self.id]["features"][()])
+        if self.pre_cif:
+            from ofactl.adaptive import Cached
+
+            return Cached(array[:, :-1], array[:, -1], self.duration_s)
+        return average_pool(array, self.pool_ms) if self.pool_ms else array
+
+
+def load(inputs: Any) -> Any:
+    """An example's inputs, read from disk when they are :class:`Stored`."""
+    return inputs.load() if isinstance(inputs, Stored) else inputs
+
+
+# one open, validated handle per file and process (h5py handles do not survive a fork)
+_HANDLES: dict[tuple[int, str], Any] = {}
+
+
+def _handle(path: str):
+    key = (os.getpid(), path)
+    st = os.stat(path)
+    ident = (st.st_ino, st.st_mtime_ns)
+    cached = _HANDLES.get(key)
+    if cached is not None and cached[1] == ident:
+        return cached[0]
+    from ofactl.features import open_features
+
+    if cached is not None:  # the file was replaced (re-extracted): read the new one
+        _close(key)
+    for stale in [k for k in _HANDLES if k[0] != key[0]]:
+        _HANDLES.pop(stale, None)  # inherited from a parent process: never used here
+    if len(_HANDLES) >= 64:
+        close_handles()
+    f = open_features(path)
+    _HANDLES[key] = (f, ident)
+    return f
+
+
+def _close(key) -> None:
+    try:
+        _HANDLES.pop(key)[0].close()
+    except Exception:  # noqa: BLE001 - closing a file that is already gone
+        pass
+
+
+def close_handles() -> None:
+    """Close this process's open feature files (before forking loader workers, and when a probe is done)."""
+    pid = os.getpid()
+    for key in [k for k in _HANDLES if k[0] == pid]:
+        _close(key)
+
+
+def stored_lengths(path: str | os.PathLike[str]) -> dict[str, tuple[int, float]]:
+    """``{utterance id: (frames, duration_s)}`` of a complete features file, from its metadata (no features read)."""
+    from ofactl.features import open_features, utterance_ids
+
+    with open_features(path) as f:
+        return {u: (int(f[u]["features"].shape[-2]), float(f[u].attrs.get("duration_s", 0.0)))
+                for u in utterance_ids(f)}
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator | None = None,
+                  keys: Sequence[str] | None = None, bucket: int = BUCKET_BATCHES) -> list[list[int]]:
+    """One epoch's batches of indices: seeded and length-bucketed with ``generator``, else in length order
+    (ties by ``keys``)."""
+    n = len(lengths)
+    if generator is None:
+        order = sorted(range(n), key=lambda i: (lengths[i], keys[i] if keys is not None else i))
+        return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    perm = torch.randperm(n, generator=generator).tolist()
+    span = batch_size * bucket
+    out: list[list[int]] = []
+    for s in range(0, n, span):
+        chunk = sorted(perm[s:s + span], key=lambda i: lengths[i])
+        out += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    shuffle = torch.randperm(len(out), generator=generator).tolist()
+    return [out[i] for i in shuffle]
+
+
+class _Reader(torch.utils.data.Dataset):
+    """Reads a whole batch (a list of indices) of example inputs; runs in a loader worker."""
+
+    def __init__(self, inputs: list[Any]):
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, indices: list[int]) -> list[Any]:
+        return [load(self.inputs[i]) for i in indices]
+
+
+class _Order(torch.utils.data.Sampler):
+    """The batches of the epoch being read (set by :class:`ExampleLoader` before each pass)."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _first(batch):
+    return batch
+
+
+def _worker_init(_worker_id: int) -> None:
+    _HANDLES.clear()  # the parent's handles are not ours to use or close
+
+
+class ExampleLoader:
+    """Batches of examples with their inputs loaded: ``for batch in loader`` is one epoch.
+
+    Args:
+        examples: the split (inputs :class:`Stored` or in memory).
+        batch_size: examples per batch.
+        generator: seeded training order (a new order every epoch); None reads in length order.
+        workers: loader worker processes reading ahead (default: 1 when the inputs are on disk, else 0).
+        prefetch: batches each worker reads ahead (the bound on memory in flight).
+    """
+
+    def __init__(self, examples: Sequence[Any], batch_size: int, generator: torch.Generator | None = None,
+                 workers: int | None = None, prefetch: int = 2):
+        self.examples = examples
+        self.batch_size = batch_size
+        self.generator = generator
+        self.lengths = [int(e.n_frames) for e in examples]
+        self.keys = [e.id for e in examples]
+        stored = any(isinstance(e.inputs, Stored) for e in examples)
+        self.workers = (1 if stored else 0) if workers is None else (workers if stored else 0)
+        self.prefetch = prefetch
+        self._order = _Order()
+        self._loader = None
+
+    def __len__(self) -> int:
+        return -(-len(self.examples) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        from ofactl.tasks.base import Batch
+
+        batches = epoch_batches(self.lengths, self.batch_size, self.generator, self.keys)
+        if self.workers == 0:
+            for idx in batches:
+                chunk = [self.examples[i] for i in idx]
+                yield Batch([e.id for e in chunk], [load(e.inputs) for e in chunk], [e.target for e in chunk])
+            return
+        if self._loader is None:
+            close_handles()  # nothing open is inherited by the workers
+            self._loader = torch.utils.data.DataLoader(
+                _Reader([e.inputs for e in self.examples]), batch_size=None, sampler=self._order,
+                num_workers=self.workers, prefetch_factor=self.prefetch, persistent_workers=True,
+                collate_fn=_first, worker_init_fn=_worker_init)
+        self._order.batches = batches
+        for idx, inputs in zip(batches, self._loader):
+            chunk = [self.examples[i] for i in idx]
+            yield Batch([e.id for e in chunk], inputs, [e.target for e in chunk])
+
+    def close(self) -> None:
+        """Stop the workers (they also stop when the loader is garbage-collected)."""
+        self._loader = None
+
+
+__all__ = ["BUCKET_BATCHES", "ExampleLoader", "Stored", "average_pool", "close_handles", "epoch_batches", "load",
+           "pooled_length", "stored_lengths"]
