@@ -40,20 +40,29 @@ def fsync_file(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], mode: int | None = None,
+                 make_dirs: bool = False) -> None:
     """Call ``write(binary_file)`` on a temporary file beside ``path``, fsync it and rename it onto ``path``.
 
     ``mode`` defaults to the existing file's permissions, else 0o644.  An
     ``OSError`` (disk full, no permission) becomes one :class:`OfactlError` line;
-    the temporary file never outlives the call.
+    the temporary file never outlives the call.  ``make_dirs`` creates the
+    folder (again, should another process remove it meanwhile).
     """
     path = Path(path)
     if mode is None:
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise OfactlError(f"cannot write {path}: {err.strerror or err}") from None
+    for attempt in range(3):
+        try:
+            if make_dirs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            break
+        except FileNotFoundError as err:
+            if not make_dirs or attempt == 2:
+                raise OfactlError(f"cannot write {path}: {err.strerror or err}") from None
+        except OSError as err:
+            raise OfactlError(f"cannot write {path}: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -70,6 +79,6 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int | None = None) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int | None = None, make_dirs: bool = False) -> None:
     """:func:`atomic_write` of UTF-8 text."""
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), mode)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), mode, make_dirs)

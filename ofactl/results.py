@@ -2,9 +2,13 @@
 
 One row per (model, task, split, target period, metric, seed); the columns are
 :data:`COLUMNS` (the design's contract plus ``schema_version``, ``lr``,
-``layer`` and ``variant``).  :func:`append_rows` holds an exclusive file lock
-(``fcntl.flock`` on ``<file>.lock``) while it appends and fsyncs, so any
-number of processes may append to one file at once without lost or torn rows.
+``layer`` and ``variant``).  Writers never share a file: each writes its rows
+as a small CSV of its own under ``<file>.pending/`` (atomic rename), and one
+merger at a time appends pending rows to the table under an exclusive-creation
+lock that works on NFS (:func:`merge_pending`); readers read the table and the
+pending rows together.  So any number of processes, on one host or many
+sharing a network file system, may add rows at once without lost or torn rows,
+and nothing depends on ``flock``.
 :func:`read_results` validates the file and lets a re-run supersede older rows
 with the same key (:data:`KEY`; the newest ``created_at`` wins).
 
@@ -21,7 +25,6 @@ first append of schema-2 rows rewrites it atomically with the new header.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import math
 import os
@@ -138,48 +141,129 @@ def save_row_outcomes(path: str | Path, rows: list[ResultRow]) -> None:
         row.outcomes = written[key]
 
 
-def append_rows(path: str | Path, rows: Iterable[ResultRow]) -> int:
-    """Append ``rows`` to the CSV at ``path`` under an exclusive lock; write the header if new.
+def pending_dir(path: str | Path) -> Path:
+    """Where writers leave their rows before they are merged into the table at ``path``: ``<file>.pending/``."""
+    path = Path(path)
+    return path.with_name(path.name + ".pending")
 
-    Each row's per-utterance outcomes (``row.per_utterance``) are written
-    first (:func:`save_row_outcomes`).  A table with an older header (schema 1)
-    is rewritten atomically with today's columns before the append, under the
-    same lock.  Returns the number of rows written.  Safe for concurrent
-    writers (processes or threads): each call writes whole rows in one
-    ``write`` while it holds the lock, then fsyncs.
+
+def _lock(path: Path, timeout: float):
+    """The table's merge lock: an exclusive-creation marker (``filelock.SoftFileLock``), which works on NFS,
+    where ``flock`` may not; a holder that died on this host is detected and its lock reclaimed."""
+    from filelock import SoftFileLock
+
+    return SoftFileLock(str(path.with_name(path.name + ".merge-lock")), timeout=timeout)
+
+
+def write_pending(path: str | Path, rows: Iterable[ResultRow]) -> Path | None:
+    """Write ``rows`` as one small CSV of their own in :func:`pending_dir` (atomically, under a unique name).
+
+    Any number of processes on any number of hosts may do this at once: no
+    lock is taken, and a file appears whole or not at each rename.  The rows
+    count as written from then on (:func:`read_results` reads pending files
+    too); :func:`merge_pending` moves them into the table.  Each row's
+    per-utterance outcomes are saved first (:func:`save_row_outcomes`).
+    Returns the file, or None for no rows.
     """
+    import socket
+    import uuid
+
+    from ofactl.atomic import atomic_write_text
+
     rows = list(rows)
     if not rows:
-        return 0
+        return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_row_outcomes(path, rows)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
     for row in rows:
         writer.writerow(row.to_csv_dict())
-    payload = buf.getvalue()
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
+    folder = pending_dir(path)
+    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
+    target = folder / f"{host}-{os.getpid()}-{uuid.uuid4().hex[:12]}.csv"
+    atomic_write_text(target, buf.getvalue(), make_dirs=True)  # a merger may remove the empty folder meanwhile
+    return target
+
+
+def merge_pending(path: str | Path, timeout: float = 60.0) -> int:
+    """Append the pending rows of the table at ``path`` to it, oldest file first; returns the rows merged.
+
+    Holds the table's merge lock (:func:`_lock`); appends and fsyncs the
+    table, then deletes the pending files it merged.  A kill in between
+    leaves rows both in the table and pending: merged again later, the copies
+    are identical and :func:`read_results` drops them.  When the lock cannot
+    be had within ``timeout`` seconds nothing is merged and nothing is lost:
+    the rows stay pending, are read from there, and the next merge takes them.
+    """
+    from filelock import Timeout
+
+    path = Path(path)
+    folder = pending_dir(path)
+    if not folder.is_dir():
+        return 0
+    try:
+        with _lock(path, timeout):
+            files = sorted((f for f in folder.glob("*.csv") if not f.name.startswith(".")),
+                           key=lambda f: (f.stat().st_mtime_ns, f.name))
+            if not files:
+                return 0
+            payload, count = [], 0
+            for f in files:
+                lines = f.read_text(encoding="utf-8").splitlines(keepends=True)
+                body = [line for line in lines[1:] if line.strip()]
+                payload += body
+                count += len(body)
             new = not path.exists() or path.stat().st_size == 0
             if not new:
                 _upgrade_header(path)
-            with open(path, "a", newline="") as f:
-                if new:
-                    f.write(",".join(COLUMNS) + "\n")
-                elif not _ends_with_newline(path):
-                    f.write("\n")  # a torn last line from a killed writer stays isolated
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            try:
+                with open(path, "a", newline="", encoding="utf-8") as out:
+                    if new:
+                        out.write(",".join(COLUMNS) + "\n")
+                    elif not _ends_with_newline(path):
+                        out.write("\n")  # a torn last line from a killed writer stays isolated
+                    out.write("".join(payload))
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as err:
+                raise OfactlError(f"cannot write {path}: {err.strerror or err}",
+                                  hint=f"its rows are safe in {folder}; free space and run again") from None
+            from ofactl import faults
+            from ofactl.atomic import fsync_dir
+
+            faults.point("results-merge")
+            for f in files:
+                f.unlink(missing_ok=True)
+
+            fsync_dir(folder)
+            return count
+    except Timeout:
+        return 0
+
+
+def append_rows(path: str | Path, rows: Iterable[ResultRow]) -> int:
+    """Add ``rows`` to the table at ``path``: :func:`write_pending`, then :func:`merge_pending`.
+
+    Safe for any number of concurrent writers, on one host or several
+    sharing a network file system: writers never write the same file, and
+    the table is appended to by one merger at a time.  Returns the number of
+    rows written (durable when this returns, merged into the CSV unless
+    another merger held the table for longer than the timeout).
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    write_pending(path, rows)
+    merge_pending(path)
     return len(rows)
 
 
 def _upgrade_header(path: Path) -> None:
-    """Rewrite a table whose header is not today's :data:`COLUMNS` (caller holds the lock): same rows, new columns."""
+    """Rewrite a table whose header is not today's :data:`COLUMNS` (caller holds the merge lock): same rows, new
+    columns."""
     from ofactl.atomic import atomic_write_text
 
     with open(path, newline="", encoding="utf-8") as f:
@@ -218,12 +302,26 @@ def read_results(path: str | Path, supersede: bool = True, warn=None):
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
+    pending = sorted(pending_dir(path).glob("*.csv")) if pending_dir(path).is_dir() else []
+    if not path.is_file() and not pending:
         raise OfactlError(f"results file {path} not found", hint="run `ofactl sweep` or `ofactl probe` first")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip", engine="python")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise OfactlError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    frames = []
+    # pending files before the table: a file merged meanwhile is then read from the table (or twice: deduplicated)
+    for f in pending:
+        try:
+            frames.append(pd.read_csv(f, dtype=str, keep_default_na=False, on_bad_lines="skip", engine="python"))
+        except FileNotFoundError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            if warn is not None:
+                warn(f"{f}: not a readable CSV: skipped")
+    if path.is_file():
+        try:
+            frames.insert(0, pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip", engine="python"))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise OfactlError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df = df.drop_duplicates(ignore_index=True)  # a row merged and still pending (a merge killed half-way)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise OfactlError(f"{path}: missing column(s) {', '.join(missing)}",
@@ -283,5 +381,5 @@ def _variants(df) -> "Any":
 
 
 __all__ = ["AVGPOOL", "UNIFORM", "COLUMNS", "KEY", "LEARNED", "ResultRow", "SCHEMA_VERSION", "STATUSES", "append_rows",
-           "learned_variant", "read_results", "save_row_outcomes"]
+           "learned_variant", "merge_pending", "pending_dir", "read_results", "save_row_outcomes", "write_pending"]
 

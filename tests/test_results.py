@@ -128,3 +128,62 @@ def test_a_schema_1_table_is_read_and_upgraded_on_append(tmp_path):
     df = read_results(path)
     assert len(df) == 4 and df["ci_low"].notna().sum() == 1
     assert set(df["schema_version"].astype(int)) == {1, 2}
+
+
+def _pending_writer(args):
+    path, w, n = args
+    from ofactl.results import write_pending
+
+    for i in range(n):
+        write_pending(path, [row(model=f"w{w}", seed=i)])
+
+
+def test_pending_rows_from_many_writers_are_read_before_and_after_the_merge(tmp_path):
+    """Writers that share no lock (as jobs on several hosts over NFS) lose nothing; one merge moves all rows."""
+    from ofactl.results import merge_pending, pending_dir
+
+    path = tmp_path / "r.csv"
+    append_rows(path, [row(model="first")])
+    with mp.get_context("spawn").Pool(8) as pool:
+        pool.map(_pending_writer, [(str(path), w, 25) for w in range(8)])
+    assert len(list(pending_dir(path).glob("*.csv"))) == 200
+    assert len(read_results(path)) == 201  # pending rows are part of the table before any merge
+    assert merge_pending(path) == 200
+    assert not list(pending_dir(path).glob("*.csv"))
+    df = read_results(path)
+    assert len(df) == 201 and sorted(df.groupby("model").size().tolist()) == [1] + [25] * 8
+    assert len(path.read_text().splitlines()) == 202
+
+
+def test_a_merge_killed_before_cleaning_up_duplicates_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    from ofactl.faults import ENV
+    from ofactl.results import merge_pending, pending_dir, write_pending
+
+    path = tmp_path / "r.csv"
+    write_pending(path, [row(model="a"), row(model="b")])
+    code = f"from ofactl.results import merge_pending; merge_pending({str(path)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, ENV: "results-merge"})
+    assert proc.returncode == -9
+    assert len(path.read_text().splitlines()) == 3 and len(list(pending_dir(path).glob("*.csv"))) == 1
+    assert len(read_results(path, supersede=False)) == 2  # merged and still pending: read once
+    merge_pending(path)  # the dead merger's lock is reclaimed (same host, process gone)
+    assert len(read_results(path, supersede=False)) == 2 and not list(pending_dir(path).glob("*.csv"))
+
+
+def test_a_held_lock_delays_the_merge_but_loses_nothing(tmp_path):
+    from filelock import SoftFileLock
+
+    from ofactl.results import merge_pending, pending_dir
+
+    path = tmp_path / "r.csv"
+    append_rows(path, [row(model="a")])
+    with SoftFileLock(str(path) + ".merge-lock"):
+        from ofactl.results import write_pending
+
+        write_pending(path, [row(model="b")])
+        assert merge_pending(path, timeout=0.2) == 0
+        assert set(read_results(path)["model"]) == {"a", "b"}
+    assert merge_pending(path) == 1 and not list(pending_dir(path).glob("*.csv"))
