@@ -52,7 +52,9 @@ MODEL_FILE = "model.pt"
 #: Results table used when the workspace does not name one.
 DEFAULT_RESULTS = "results.csv"
 
-_KNOWN_KEYS = ("model", "results", "data")
+_KNOWN_KEYS = ("model", "results", "data", "slurm")
+#: keys of the ``[slurm]`` table (defaults of ``ofactl sweep --launcher slurm``) and their types
+SLURM_KEYS = {"partition": str, "gpus": int, "time": (str, int), "mem": (str, int, float), "cpus": int}
 
 _NO_MODEL_HINT = (
     f"pass --model DIR, set {MODEL_ENV_VAR}, or run `ofactl pretrain` which records the default in {WORKSPACE_FILE}"
@@ -68,12 +70,15 @@ class Workspace:
         model: the default model directory, or None if the file names none.
         results: the results table (``root / "results.csv"`` unless set).
         data: dataset root per task name (``{"sid": Path("/data/VoxCeleb1")}``).
+        slurm: the ``[slurm]`` table: defaults for ``sweep --launcher slurm`` (``partition``, ``gpus``,
+            ``time``, ``mem``, ``cpus``).
     """
 
     root: Path
     model: Path | None = None
     results: Path = field(default=Path(DEFAULT_RESULTS))
     data: dict[str, Path] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -326,7 +331,7 @@ def _workspace_from_doc(doc: dict[str, Any], text: str, path: Path) -> Workspace
         if key not in _KNOWN_KEYS:
             raise OfactlError(
                 f"{path}{_line_of(text, key)}: unknown key '{key}'",
-                hint="known keys are `model`, `results` and the `[data]` table",
+                hint="known keys are `model`, `results` and the `[data]` and `[slurm]` tables",
             )
 
     def path_value(key: str, value: Any, where: str, table: str | None = None) -> Path:
@@ -346,7 +351,19 @@ def _workspace_from_doc(doc: dict[str, Any], text: str, path: Path) -> Workspace
             hint='write it as [data] followed by lines such as sid = "/data/VoxCeleb1"',
         )
     data = {task: path_value(task, value, f"[data] {task}", table="data") for task, value in data_table.items()}
-    return Workspace(root=root, model=model, results=results, data=data)
+    slurm = doc.get("slurm", {})
+    if not isinstance(slurm, dict):
+        raise OfactlError(f"{path}{_line_of(text, 'slurm')}: `slurm` must be a table",
+                          hint='write it as [slurm] followed by lines such as partition = "gpu"')
+    for key, value in slurm.items():
+        kind = SLURM_KEYS.get(key)
+        if kind is None:
+            raise OfactlError(f"{path}{_line_of(text, key, table='slurm')}: unknown key '{key}' in [slurm]",
+                              hint=f"known keys: {', '.join(SLURM_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise OfactlError(f"{path}{_line_of(text, key, table='slurm')}: [slurm] {key} has the wrong type "
+                              f"({value!r})", hint='e.g. partition = "gpu", gpus = 1, time = "4:00:00", mem = "32G"')
+    return Workspace(root=root, model=model, results=results, data=data, slurm=dict(slurm))
 
 
 def _toml_string(value: str) -> str:

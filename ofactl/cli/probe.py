@@ -207,6 +207,30 @@ def probe(
     _print_rows(rows, results_path)
 
 
+def _launcher(kind: str, jobs: int, results: Path, options: dict):
+    """The launcher of ``--launcher KIND``: one line for an unknown kind, slurm options without slurm, or a
+    missing submitit (before any model is loaded)."""
+    from ofactl.launch import Inline, LocalPool, Submitit, require_submitit, slurm_params
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if kind == "local":
+        if given:
+            raise OfactlError(f"--slurm-{next(iter(given))} needs --launcher slurm")
+        return Inline() if jobs == 1 else LocalPool(jobs)
+    if kind != "slurm":
+        raise OfactlError(f"--launcher must be local or slurm, found {kind!r}")
+    from ofactl.sweep import jobs_dir
+    from ofactl.workspace import find_workspace
+
+    ws = find_workspace()
+    settings = {**(ws.slurm if ws is not None else {}), **given}
+    require_submitit()
+    chosen = Submitit(jobs_dir(results) / "slurm", cluster="slurm", params=slurm_params(**settings),
+                      parallel=jobs if jobs > 1 else None)
+    chosen.check()
+    return chosen
+
+
 def _split_list(text: str | None, parse, what: str) -> list | None:
     if text is None:
         return None
@@ -245,6 +269,23 @@ def sweep(
     max_epochs: EpochsOption = 40,
     patience: PatienceOption = 6,
     pooling: PoolingOption = "cif",
+    launcher: Annotated[str, typer.Option(
+        "--launcher", metavar="KIND",
+        help="Where the jobs (period x lr x seed) run: local (this machine, --jobs at once) or slurm (a job array "
+             "through submitit; settings from --slurm-* or [slurm] in ofactl.toml).")] = "local",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N",
+                                      help="Concurrent jobs: processes with --launcher local, array tasks "
+                                           "running at once with slurm.")] = 1,
+    slurm_partition: Annotated[Optional[str], typer.Option("--slurm-partition", metavar="NAME", show_default=False,
+                                                           help="SLURM partition.")] = None,
+    slurm_gpus: Annotated[Optional[int], typer.Option("--slurm-gpus", metavar="N", show_default=False,
+                                                      help="GPUs per job.")] = None,
+    slurm_time: Annotated[Optional[str], typer.Option("--slurm-time", metavar="TIME", show_default=False,
+                                                      help="Time limit per job: minutes, H:MM:SS or D-HH:MM:SS.")] = None,
+    slurm_mem: Annotated[Optional[str], typer.Option("--slurm-mem", metavar="SIZE", show_default=False,
+                                                     help="Memory per job, e.g. 32G (see --dry-run for the need).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (jobs, feature bytes, memory per job, "
+                                                            "audio to extract) and run nothing.")] = False,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -265,15 +306,22 @@ def sweep(
     data_path = resolve_data(task, data)
     results_path = resolve_results(results)
     which = _layer(layer)
+    chosen_launcher = _launcher(launcher, jobs, results_path, dict(partition=slurm_partition, gpus=slurm_gpus,
+                                                                   time=slurm_time, mem=slurm_mem))
     from ofactl.inference import load_model
-    from ofactl.sweep import run_sweep
+    from ofactl.sweep import execute, plan_sweep
+    from ofactl.sweep_estimate import estimate
     from ofactl.workspace import resolve_model
 
     m = load_model(resolve_model(model), device=device)
-    kwargs = dict(results=results_path, periods=period_list, lambdas=lambda_list, lrs=lr_list, seeds=seed_list, layer=which,
-                  features_dir=features_dir, max_epochs=max_epochs, patience=patience, pooling=pooling)
+    plan = plan_sweep(task, data_path, m, results=results_path, periods=period_list, lambdas=lambda_list, lrs=lr_list,
+                      seeds=seed_list, layer=which, features_dir=features_dir, max_epochs=max_epochs,
+                      patience=patience, pooling=pooling, device=None if chosen_launcher.name == "slurm" else device)
+    if dry_run:
+        Console(soft_wrap=True, highlight=False).print(estimate(plan, jobs=jobs).describe(chosen_launcher))
+        return
     if quiet:
-        summary = run_sweep(task, data_path, m, **kwargs)
+        summary = execute(plan, chosen_launcher)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -281,8 +329,8 @@ def sweep(
                        TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
         handle = bar.add_task(task, total=None)
         with bar:
-            summary = run_sweep(task, data_path, m, progress=lambda done, total, text: bar.update(
-                handle, completed=done, total=total, description=text), **kwargs)
+            summary = execute(plan, chosen_launcher, progress=lambda done, total, text: bar.update(
+                handle, completed=done, total=total, description=text))
     console = Console(soft_wrap=True, highlight=False)
 
     def measured(p, s) -> str:
