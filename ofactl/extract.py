@@ -399,14 +399,17 @@ def extract_lambdas(
     per batch; only the CIF and the transformer run per lambda.  Each output
     is exactly the file :func:`extract_features` writes for ``lam`` (same
     attributes, so either resumes the other and a finished file is not
-    redone).  One process (no torchrun sharding); files already complete are
-    left alone.
+    redone); files already complete are left alone.  Under torchrun each rank
+    extracts its share of the utterances and rank 0 merges every output (as
+    :func:`extract_features` does); the other ranks return an empty list.
     """
-    from ofactl.features import FeatureWriter, is_complete, read_attrs, run_fingerprint
+    from ofactl import distributed as D
+    from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, run_fingerprint
     from ofactl.inference import OFAModel, load_model, parse_layer
 
     t0 = time.time()
-    m = model if isinstance(model, OFAModel) else load_model(model)
+    env = D.setup(None if isinstance(model, OFAModel) else "auto")
+    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
     runs = []
@@ -425,18 +428,30 @@ def extract_lambdas(
     if not runs:
         return []
     corpus = _corpus(data, layout, split, None)
-    utts = sorted(corpus.utterances, key=lambda u: u.id)
+    utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
     from contextlib import ExitStack
 
     with ExitStack() as stack:
         for run in runs:
             run.out.parent.mkdir(parents=True, exist_ok=True)
-            run.writer = stack.enter_context(FeatureWriter(run.out, run.attrs, dtype=dtype,
-                                                           part_bytes=int(part_mb * 2**20)))
-        _skip_problems(corpus, runs)
+            run.writer = stack.enter_context(FeatureWriter(run.out, run.attrs, dtype=dtype, rank=env.rank,
+                                                           world_size=env.world_size, part_bytes=int(part_mb * 2**20)))
+        if env.is_main:
+            _skip_problems(corpus, runs)
         todo = [u for u in utts if any(u.id not in run.writer.done_ids for run in runs)]
         _write_runs(m, runs, todo, layer, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
                     progress=progress, done=len(utts) - len(todo), total=len(utts))
+        if env.distributed:
+            for run in runs:
+                run.writer.flush()
+    if env.distributed:
+        D.barrier(env)
+        if env.is_main:
+            for run in runs:
+                merge(run.out, fingerprint=run.writer.fingerprint)
+        D.barrier(env)
+        if not env.is_main:
+            return []
     results = []
     for run in runs:
         summary = read_attrs(run.out)

@@ -157,8 +157,20 @@ class _Reader(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def __getitem__(self, indices: list[int]) -> list[Any]:
-        return [load(self.inputs[i]) for i in indices]
+    def __getitem__(self, indices: list[int]) -> Any:
+        items = [load(self.inputs[i]) for i in indices]
+        if items and all(isinstance(x, torch.Tensor) and x.ndim == 2 for x in items):
+            # one tensor per batch crosses to the training process (one shared-memory segment, not one per utterance)
+            return torch.cat(items), [x.shape[0] for x in items]
+        return items
+
+
+def _unpack(batch: Any) -> list[Any]:
+    """A worker's batch as a list of inputs (views into the one tensor it sent)."""
+    if isinstance(batch, tuple):
+        cat, lengths = batch
+        return list(torch.split(cat, lengths))
+    return batch
 
 
 class _Order(torch.utils.data.Sampler):
@@ -182,6 +194,51 @@ def _worker_init(_worker_id: int) -> None:
     _HANDLES.clear()  # the parent's handles are not ours to use or close
 
 
+def default_workers() -> int:
+    """Loader processes for stored inputs: none on a machine of fewer than 4 CPUs, where a process would take a
+    core from training and reading in a thread of this process is faster (measured: ``benchmarks/bench_probe.py``),
+    else 2."""
+    return 0 if (os.cpu_count() or 1) < 4 else 2
+
+
+def _read_ahead(examples, batches: list[list[int]], depth: int) -> Iterator[list[Any]]:
+    """The batches' inputs, read by a background thread at most ``depth`` batches ahead (h5py reads overlap the
+    training step, which releases the GIL in torch's kernels)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for idx in batches:
+                if stop.is_set():
+                    return
+                q.put([load(examples[i].inputs) for i in idx])
+            q.put(None)
+        except BaseException as err:  # noqa: BLE001 - raised again in the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=work, name="ofactl-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
 class ExampleLoader:
     """Batches of examples with their inputs loaded: ``for batch in loader`` is one epoch.
 
@@ -189,8 +246,9 @@ class ExampleLoader:
         examples: the split (inputs :class:`Stored` or in memory).
         batch_size: examples per batch.
         generator: seeded training order (a new order every epoch); None reads in length order.
-        workers: loader worker processes reading ahead (default: 1 when the inputs are on disk, else 0).
-        prefetch: batches each worker reads ahead (the bound on memory in flight).
+        workers: loader worker processes reading ahead (default: :func:`default_workers` when the inputs are on
+            disk; 0 reads ahead in a thread of this process).
+        prefetch: batches each worker (or the thread) reads ahead: the bound on memory in flight.
     """
 
     def __init__(self, examples: Sequence[Any], batch_size: int, generator: torch.Generator | None = None,
@@ -200,8 +258,9 @@ class ExampleLoader:
         self.generator = generator
         self.lengths = [int(e.n_frames) for e in examples]
         self.keys = [e.id for e in examples]
-        stored = any(isinstance(e.inputs, Stored) for e in examples)
-        self.workers = (1 if stored else 0) if workers is None else (workers if stored else 0)
+        self.stored = any(isinstance(e.inputs, Stored) for e in examples)
+        self.workers = (default_workers() if self.stored else 0) if workers is None else (
+            workers if self.stored else 0)
         self.prefetch = prefetch
         self._order = _Order()
         self._loader = None
@@ -214,9 +273,11 @@ class ExampleLoader:
 
         batches = epoch_batches(self.lengths, self.batch_size, self.generator, self.keys)
         if self.workers == 0:
-            for idx in batches:
+            reads = _read_ahead(self.examples, batches, self.prefetch) if self.stored else (
+                [load(self.examples[i].inputs) for i in idx] for idx in batches)
+            for idx, inputs in zip(batches, reads):
                 chunk = [self.examples[i] for i in idx]
-                yield Batch([e.id for e in chunk], [load(e.inputs) for e in chunk], [e.target for e in chunk])
+                yield Batch([e.id for e in chunk], inputs, [e.target for e in chunk])
             return
         if self._loader is None:
             close_handles()  # nothing open is inherited by the workers
@@ -227,7 +288,7 @@ class ExampleLoader:
         self._order.batches = batches
         for idx, inputs in zip(batches, self._loader):
             chunk = [self.examples[i] for i in idx]
-            yield Batch([e.id for e in chunk], inputs, [e.target for e in chunk])
+            yield Batch([e.id for e in chunk], _unpack(inputs), [e.target for e in chunk])
 
     def close(self) -> None:
         """Stop the workers (they also stop when the loader is garbage-collected)."""

@@ -364,8 +364,18 @@ def run_sweep(
 
 
 def execute(plan: SweepPlan, launcher, progress: Progress | None = None) -> SweepSummary:
-    """Run a plan's jobs with ``launcher`` and put each point's rows in the table (see :func:`run_sweep`)."""
+    """Run a plan's jobs with ``launcher`` and put each point's rows in the table (see :func:`run_sweep`).
+
+    Under torchrun every rank extracts its share of the features, then rank 0
+    alone launches the jobs (the other ranks return an empty summary).
+    """
+    from ofactl import distributed as D
+
     task, m = plan.task, plan.model
+    env = D.setup(str(m.device))
+    if getattr(launcher, "name", "") == "inline":
+        for job in plan.jobs:  # jobs in this process use the model already loaded
+            _MODELS.setdefault((job.model_dir, job.device), m)
     summary = SweepSummary(plan.results)
     for job in plan.stale:  # left by a run killed after its rows were in: not needed any more
         job.candidate.unlink(missing_ok=True)
@@ -381,7 +391,7 @@ def execute(plan: SweepPlan, launcher, progress: Progress | None = None) -> Swee
         if progress:
             progress(count, total, text)
 
-    if progress:
+    if progress and env.is_main:
         progress(0, total, task.name)
     for name, s in plan.skipped:
         summary.skipped.append((name, s))
@@ -389,6 +399,14 @@ def execute(plan: SweepPlan, launcher, progress: Progress | None = None) -> Swee
     if not plan.jobs:
         return summary
     _extract_points(plan, lambda text: progress(count, total, text) if progress else None)
+    if env.distributed:
+        D.barrier(env)
+        D.cleanup(env)
+        if not env.is_main:
+            return SweepSummary(plan.results)
+        import os
+
+        os.environ.update(WORLD_SIZE="1", RANK="0")  # the jobs are single-process work from here on
     got: dict[tuple, dict[SweepJob, dict]] = {g: {} for g in groups}
     todo = []
     for job in plan.jobs:  # results left by an earlier, interrupted run are used as they are

@@ -143,3 +143,29 @@ def test_the_workspace_slurm_table_is_checked(tmp_path):
     (tmp_path / "ofactl.toml").write_text('[slurm]\nqueue = "gpu"\n')
     with pytest.raises(OfactlError, match="unknown key 'queue' in \\[slurm\\]"):
         load_workspace(tmp_path / "ofactl.toml")
+
+
+def test_a_sweep_under_torchrun_extracts_on_every_rank_and_runs_the_jobs_once(synth_corpus, calibrated_model,  # noqa: F811
+                                                                               tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from ofactl.features import read_attrs
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this python")
+    results = tmp_path / "r.csv"
+    cmd = [torchrun, "--nproc-per-node", "2", "-m", "ofactl", "sweep", "--task", "sid", "--data",
+           str(synth_corpus / DATA["sid"]), "--model", str(calibrated_model), "--periods", "40ms", "--lrs", "1e-3",
+           "--max-epochs", "2", "--results", str(results), "--features-dir", str(tmp_path / "f"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("row(s) appended") == 1  # rank 0 alone runs the jobs and reports
+    df = read_results(results)
+    assert len(df) == 2 and (df["status"] == "ok").all()
+    train = next((tmp_path / "f").rglob("train-40ms.h5"))
+    assert read_attrs(train)["n_utterances"] == 48  # both ranks' shares merged

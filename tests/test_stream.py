@@ -119,3 +119,26 @@ def test_qbe_scores_do_not_depend_on_how_documents_are_chunked():
     whole = TASK.scores(docs, queries)
     chunked = TASK.scores(docs, queries, docs_per_chunk=2)
     assert np.allclose(whole, chunked, atol=1e-6)
+
+
+def test_a_read_error_in_the_read_ahead_reaches_the_training_loop(tmp_path):
+    path = tmp_path / "f.h5"
+    arrays = _write(path, [4, 5, 6])
+    examples = [Example(u, Stored(str(path), u), a.shape[0], 0) for u, a in arrays.items()]
+    examples.append(Example("ghost", Stored(str(path), "ghost"), 3, 0))
+    with pytest.raises(KeyError):
+        for _ in ExampleLoader(examples, 2, workers=0):
+            pass
+
+
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12), seed=st.integers(0, 1000))
+@settings(max_examples=30, deadline=None)
+def test_standardize_fit_matches_numpy(lengths, seed):
+    from ofactl.tasks.base import Standardize
+
+    rng = np.random.default_rng(seed)
+    arrays = [rng.normal(3.0, 2.0, (n, 5)).astype(np.float16) for n in lengths]
+    norm = Standardize.fit(torch.from_numpy(a) for a in arrays)
+    frames = np.concatenate(arrays).astype(np.float64)
+    assert np.allclose(norm.mean.numpy(), frames.mean(0), atol=1e-5)
+    assert np.allclose(norm.std.numpy(), np.maximum(frames.std(0), 1e-5), rtol=1e-4, atol=1e-5)

@@ -308,19 +308,22 @@ def sweep(
     which = _layer(layer)
     chosen_launcher = _launcher(launcher, jobs, results_path, dict(partition=slurm_partition, gpus=slurm_gpus,
                                                                    time=slurm_time, mem=slurm_mem))
+    from ofactl import distributed as D
     from ofactl.inference import load_model
     from ofactl.sweep import execute, plan_sweep
     from ofactl.sweep_estimate import estimate
     from ofactl.workspace import resolve_model
 
-    m = load_model(resolve_model(model), device=device)
+    env = D.setup(device)  # under torchrun: every rank extracts a share of the features, rank 0 runs the jobs
+    m = load_model(resolve_model(model), device=str(env.device) if env.distributed else device)
     plan = plan_sweep(task, data_path, m, results=results_path, periods=period_list, lambdas=lambda_list, lrs=lr_list,
                       seeds=seed_list, layer=which, features_dir=features_dir, max_epochs=max_epochs,
-                      patience=patience, pooling=pooling, device=None if chosen_launcher.name == "slurm" else device)
+                      patience=patience, pooling=pooling, device="auto" if chosen_launcher.name == "slurm" else device)
     if dry_run:
-        Console(soft_wrap=True, highlight=False).print(estimate(plan, jobs=jobs).describe(chosen_launcher))
+        if env.is_main:
+            Console(soft_wrap=True, highlight=False).print(estimate(plan, jobs=jobs).describe(chosen_launcher))
         return
-    if quiet:
+    if quiet or not env.is_main:
         summary = execute(plan, chosen_launcher)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -331,6 +334,8 @@ def sweep(
         with bar:
             summary = execute(plan, chosen_launcher, progress=lambda done, total, text: bar.update(
                 handle, completed=done, total=total, description=text))
+    if not env.is_main:
+        return
     console = Console(soft_wrap=True, highlight=False)
 
     def measured(p, s) -> str:

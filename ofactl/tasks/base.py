@@ -315,7 +315,7 @@ def pad(tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
     dim = tensors[0].shape[-1]
     out = torch.zeros(len(tensors), max(int(lengths.max()), 1), dim, dtype=torch.float32)
     for i, t in enumerate(tensors):
-        out[i, : t.shape[0]] = t.float()
+        out[i, : t.shape[0]].copy_(t)  # converts in place: no temporary per utterance
     return out, lengths
 
 
@@ -350,16 +350,27 @@ class Standardize:
 
     @classmethod
     def fit(cls, tensors: Iterable[Tensor]) -> "Standardize":
-        """Statistics of the frames of ``tensors`` (tensors, or :class:`~ofactl.stream.Stored` read one at a time)."""
+        """Statistics of the frames of ``tensors`` (tensors, or :class:`~ofactl.stream.Stored` read one at a time).
+
+        Sums in float64 through two reused buffers: no temporary per utterance, so that a pass over a large
+        split does not fragment the heap (its resident memory stays flat)."""
         from ofactl.stream import load
 
-        total, total_sq, n = None, None, 0
+        total = total_sq = buf = sq = None
+        n = 0
         for t in tensors:
-            t = load(t).double()
-            s, sq = t.sum(0), (t * t).sum(0)
-            total = s if total is None else total + s
-            total_sq = sq if total_sq is None else total_sq + sq
-            n += t.shape[0]
+            t = load(t)
+            m = t.shape[0]
+            if buf is None or buf.shape[0] < m:
+                buf = torch.empty(max(m, 1024), t.shape[-1], dtype=torch.float64)
+                sq = torch.empty_like(buf)
+                total = total if total is not None else torch.zeros(t.shape[-1], dtype=torch.float64)
+                total_sq = total_sq if total_sq is not None else torch.zeros(t.shape[-1], dtype=torch.float64)
+            x = buf[:m]
+            x.copy_(t)
+            total += x.sum(0)
+            total_sq += torch.mul(x, x, out=sq[:m]).sum(0)
+            n += m
         mean = total / max(n, 1)
         var = (total_sq / max(n, 1) - mean * mean).clamp(min=0)
         return cls(mean.float(), var.sqrt().float())
@@ -370,7 +381,9 @@ class Standardize:
 
     def __call__(self, inputs: list[Tensor]) -> tuple[Tensor, Tensor]:
         x, lengths = pad(inputs)
-        return self.apply(x, lengths), lengths
+        # in place on the fresh padded batch (the same values as apply, without a batch-sized temporary per step)
+        x.sub_(self.mean).div_(self.std).mul_(valid_mask(lengths, x.shape[1]).unsqueeze(-1))
+        return x, lengths
 
 
 @torch.no_grad()
