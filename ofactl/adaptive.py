@@ -106,7 +106,8 @@ def _cache_split(model, data, task: Task, split: str, out: Path) -> Path:
         return out
     corpus = probe(read_corpus(data, task.layout, split=split))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with FeatureWriter(out, attrs, dtype="float32", overwrite=is_complete(out)) as writer, torch.inference_mode():
+    # a cache: anything else at the path (other settings, an unreadable file) is replaced
+    with FeatureWriter(out, attrs, dtype="float32", overwrite=out.exists()) as writer, torch.inference_mode():
         for u in sorted(corpus.utterances, key=lambda u: u.id):
             if u.id in writer.done_ids:
                 continue
@@ -204,7 +205,8 @@ def run_adaptive(
     several rates): the 20 ms part of the model runs once, then one run per
     (initial lambda, seed), seeds ``seed .. seed + n_seeds - 1``.  Each run's
     ``variant`` is ``learned-init<X>``.  The pre-CIF features are cached under ``features_dir`` (default:
-    ``features/`` in the current folder) as ``<model-sha12>/<task>/<split>-precif.h5`` and streamed from there.
+    ``features/`` in the current folder) as ``<model-sha12>/<task>/<data key>/<split>-precif.h5`` and streamed
+    from there.
     """
     from ofactl.inference import OFAModel, load_model
     from ofactl.probe import default_features_dir, features_path, labelled
@@ -230,19 +232,28 @@ def run_adaptive(
     labels = {role: labelled(task, data, split)[0] for role, split in roles.items()}
     vocab = task.vocabulary(list(labels["train"].values()))
     features_dir = Path(features_dir) if features_dir is not None else default_features_dir(None)
+    from ofactl.stream import close_handles
+
+    close_handles()  # an open handle would make HDF5 see a cache file as it was, not as it is on disk
     examples: dict[str, list[Example]] = {}
     for role, split in roles.items():
-        path = _cache_split(m, data, task, split, features_path(features_dir, m.model_sha256, task.name, split, "precif"))
+        path = _cache_split(m, data, task, split,
+                            features_path(features_dir, m.model_sha256, task.name, split, "precif", data=data))
         examples[role] = _stored_split(path, labels[role], task, vocab)
         if not examples[role]:
             raise OfactlError(f"{data}: split {split!r} has no readable utterances labelled for task {task.name}")
 
+    from ofactl.stream import close_handles
+
     rows: list[ResultRow] = []
-    for init in inits:
-        for s in range(seed, seed + n_seeds):
-            rows += _learn_one(task, m, examples, vocab, roles, lam_max=lam_max, lam_init=init, lambda_lr=lambda_lr,
-                               rate_penalty=rate_penalty, lr=lr, seed=s, layer=layer, max_epochs=max_epochs,
-                               patience=patience, on_epoch=on_epoch)
+    try:
+        for init in inits:
+            for s in range(seed, seed + n_seeds):
+                rows += _learn_one(task, m, examples, vocab, roles, lam_max=lam_max, lam_init=init,
+                                   lambda_lr=lambda_lr, rate_penalty=rate_penalty, lr=lr, seed=s, layer=layer,
+                                   max_epochs=max_epochs, patience=patience, on_epoch=on_epoch)
+    finally:
+        close_handles()
     return rows
 
 

@@ -274,6 +274,7 @@ def extract_features(
     dtype: str = "float16",
     device: str | None = None,
     overwrite: bool = False,
+    cache: bool = False,
     layout: str | None = None,
     split: str | None = None,
     id_from: str | None = None,
@@ -293,7 +294,9 @@ def extract_features(
     Runs under torchrun too: each rank takes a disjoint shard and rank 0
     merges.  Resumes an interrupted run with the same settings; ``part_mb``
     is how many MB of features are buffered before a crash-safe part file is
-    written (what a kill can lose).
+    written (what a kill can lose).  ``cache=True`` treats ``out`` as a cache
+    entry: a complete file with these settings is returned as it is, anything
+    else there (other settings, an unreadable file) is replaced.
     """
     from ofactl import distributed as D
     from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, run_fingerprint
@@ -323,7 +326,7 @@ def extract_features(
     corpus = _corpus(data, layout, split, id_from)
     utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
     attrs = _attrs(m, data, split, p, which, n_layers, lam, exact, uniform)
-    if not overwrite and is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):
+    if (cache or not overwrite) and is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):
         # the same command after a finished run (e.g. re-run after a kill that came too late): nothing to do
         summary = read_attrs(out)
         D.cleanup(env)
@@ -333,7 +336,8 @@ def extract_features(
                              [f"{out} was already complete with these settings: nothing done"])
     run = _Run(Path(out), None if exact else lam, p.ms if exact else None, attrs,
                uniform_ms=p.ms if uniform else None)
-    run.writer = FeatureWriter(out, attrs, rank=env.rank, world_size=env.world_size, overwrite=overwrite, dtype=dtype,
+    run.writer = FeatureWriter(out, attrs, rank=env.rank, world_size=env.world_size, overwrite=overwrite or cache,
+                               dtype=dtype,
                                part_bytes=int(part_mb * 2**20))
     if env.is_main:
         _skip_problems(corpus, [run])
@@ -389,6 +393,7 @@ def extract_lambdas(
     chunk_s: float = 60.0,
     part_mb: float = 64.0,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> list[ExtractResult]:
     """Extract the features of ``data`` at several lambdas in one pass: ``{out path: lambda}``.
 
@@ -399,7 +404,8 @@ def extract_lambdas(
     per batch; only the CIF and the transformer run per lambda.  Each output
     is exactly the file :func:`extract_features` writes for ``lam`` (same
     attributes, so either resumes the other and a finished file is not
-    redone); files already complete are left alone.  Under torchrun each rank
+    redone); files already complete are left alone (``overwrite``: replace whatever
+    else is at an output path, as a cache does).  Under torchrun each rank
     extracts its share of the utterances and rank 0 merges every output (as
     :func:`extract_features` does); the other ranks return an empty list.
     """
@@ -435,7 +441,8 @@ def extract_lambdas(
         for run in runs:
             run.out.parent.mkdir(parents=True, exist_ok=True)
             run.writer = stack.enter_context(FeatureWriter(run.out, run.attrs, dtype=dtype, rank=env.rank,
-                                                           world_size=env.world_size, part_bytes=int(part_mb * 2**20)))
+                                                           world_size=env.world_size, overwrite=overwrite,
+                                                           part_bytes=int(part_mb * 2**20)))
         if env.is_main:
             _skip_problems(corpus, runs)
         todo = [u for u in utts if any(u.id not in run.writer.done_ids for run in runs)]

@@ -4,11 +4,13 @@
     >>> append_rows("results.csv", rows)
 
 Features come from :func:`ofactl.extract.extract_features`, once per (model,
-task, split, period or lambda, layer), cached as
-``<features_dir>/<model-sha12>/<task>/<split>-<period>[-layer<L>].h5``
-(``features_dir`` defaults to ``features/`` next to the results file) and
-reused: extraction resumes an interrupted file and returns at once for a
-complete one with the same settings.
+task, dataset split, period or lambda, layer), cached as
+``<features_dir>/<model-sha12>/<task>/<data key>/<split>-<period>[-layer<L>].h5``
+(``features_dir`` defaults to ``features/`` next to the results file; the data
+key names the dataset's path and file list, :func:`data_key`) and reused:
+extraction resumes an interrupted file and returns at once for a complete one
+with the same settings; anything else at that path is re-extracted, never read.
+Probes stream the cached features (:mod:`ofactl.stream`).
 
 :func:`prepare` loads the three splits (labels from the corpus, features
 from the cache); :func:`train_and_test` trains one head (Adam, early
@@ -37,6 +39,8 @@ Same model, same compute, only the segmentation differs.  Rows name the model
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +51,7 @@ import torch
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
 from ofactl.results import ResultRow
-from ofactl.stream import Stored, average_pool, pooled_length, stored_lengths
+from ofactl.stream import Stored, average_pool, close_handles, pooled_length, stored_lengths
 from ofactl.tasks import Task, get_task
 from ofactl.tasks.base import Example, Standardize, fit, score_examples
 
@@ -72,9 +76,28 @@ def uniform_tag(period: FramePeriod) -> str:
 
 
 def features_path(features_dir: str | Path, model_sha256: str, task: str, split: str, tag: str,
-                  layer: str | int = "last") -> Path:
+                  layer: str | int = "last", data: str | Path | None = None) -> Path:
+    """The feature cache's file: ``<features_dir>/<model-sha12>/<task>/<data key>/<split>-<tag>[-layer<L>].h5``.
+
+    The data key (:func:`data_key`) names the dataset split the features were extracted from, so the same model
+    and task swept over two corpora (or two versions of one) never share a file."""
     layer_part = "" if str(layer) == "last" else f"-layer{layer}"
-    return Path(features_dir) / model_sha256[:12] / task / f"{split}-{tag}{layer_part}.h5"
+    folder = Path(features_dir) / model_sha256[:12] / task
+    if data is not None:
+        folder = folder / data_key(str(data), get_task(task).layout, split)
+    return folder / f"{split}-{tag}{layer_part}.h5"
+
+
+@functools.lru_cache(maxsize=256)
+def data_key(data: str, layout: str, split: str) -> str:
+    """12 hex digits for one split of a dataset: its resolved path and its file list (ids, files, segments)."""
+    from ofactl.data.corpora import read_corpus
+
+    corpus = read_corpus(data, layout, split=split)
+    digest = hashlib.sha256(str(Path(data).resolve()).encode("utf-8"))
+    for u in sorted(corpus.utterances, key=lambda u: u.id):
+        digest.update(f"{u.id}\t{u.path}\t{u.offset_s}\t{u.duration_s}\n".encode("utf-8"))
+    return digest.hexdigest()[:12]
 
 
 def default_features_dir(results: str | Path | None) -> Path:
@@ -181,6 +204,7 @@ def prepare(
         p, lam_value = resolve_period(m, period, lam)
         tag = period_tag(p, lam_value)
     features_dir = Path(features_dir) if features_dir is not None else default_features_dir(None)
+    close_handles()  # an open handle would make HDF5 see a cache file as it was, not as it is on disk
     roles = dict(zip(("train", "dev", "test"), task.splits))
     labels: dict[str, dict[str, Any]] = {}
     paths: dict[str, Path] = {}
@@ -189,16 +213,17 @@ def prepare(
         if not labels[role]:
             raise task.no_labels(data, split)
     for role, split in roles.items():
-        out = features_path(features_dir, m.model_sha256, task.name, split, tag, layer)
+        out = features_path(features_dir, m.model_sha256, task.name, split, tag, layer, data)
         if progress:
             progress(f"features {split}")
         out.parent.mkdir(parents=True, exist_ok=True)
+        # a cache: a complete file with these settings is reused, anything else there is replaced
         if pooling == "uniform":
             extract_features(data, out, model=m, period=p, layer=layer, layout=task.layout, split=split,
-                             num_workers=0, pooling="uniform")
+                             num_workers=0, pooling="uniform", cache=True)
         else:
             extract_features(data, out, model=m, lam=lam_value, layer=layer, layout=task.layout, split=split,
-                             num_workers=0)
+                             num_workers=0, cache=True)
         paths[role] = out
     train_labels = list(labels["train"].values())
     vocab = task.vocabulary(train_labels)
@@ -358,17 +383,23 @@ def run_probe(
     if not task.trainable:
         if progress:
             progress("scoring")
-        return rows_for(prep, score_untrained(prep, seed=seed), seed=seed)
+        try:
+            return rows_for(prep, score_untrained(prep, seed=seed), seed=seed)
+        finally:
+            close_handles()
     lr = task.lr if lr is None else lr
     seeds = range(seed, seed + n_seeds)
     if prep.status == "infeasible":
         return [r for s in seeds for r in rows_for(prep, None, seed=s, lr=lr, status="infeasible")]
     rows = []
-    for s in seeds:
-        if progress:
-            progress("training" if n_seeds == 1 else f"training seed {s}")
-        outcome = train_and_test(prep, lr=lr, seed=s, max_epochs=max_epochs, patience=patience)
-        rows += rows_for(prep, outcome, seed=s)
+    try:
+        for s in seeds:
+            if progress:
+                progress("training" if n_seeds == 1 else f"training seed {s}")
+            outcome = train_and_test(prep, lr=lr, seed=s, max_epochs=max_epochs, patience=patience)
+            rows += rows_for(prep, outcome, seed=s)
+    finally:
+        close_handles()
     return rows
 
 

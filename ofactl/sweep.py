@@ -182,7 +182,7 @@ def _prepared(job: SweepJob, m):
 
     key = (job.task, job.data, m.model_sha256, job.period_ms, job.lam, job.pooling, job.layer, job.features_dir)
     if key not in _PREPARED:
-        _PREPARED.clear()
+        _PREPARED.clear()  # (prepare closes the files the previous point read)
         layer = int(job.layer) if job.layer.lstrip("-").isdigit() else job.layer
         _PREPARED[key] = prepare(job.task, job.data, m, layer=layer, features_dir=job.features_dir,
                                  pooling=job.pooling, lam=job.lam,
@@ -428,6 +428,10 @@ def execute(plan: SweepPlan, launcher, progress: Progress | None = None) -> Swee
             _finish_group(plan, jobs, got[job.group], summary)
             advance(f"{task.name} {job.point} seed {job.seed}")
     _remove_empty(jobs_dir(plan.results))
+    from ofactl.stream import close_handles
+
+    _PREPARED.clear()
+    close_handles()
     return summary
 
 
@@ -517,12 +521,12 @@ def _extract_points(plan: SweepPlan, say) -> None:
     if not wanted:
         return
     for split in task.splits:
-        outputs = {features_path(plan.features_dir, m.model_sha256, task.name, split, tag, plan.layer): value
-                   for tag, value in wanted.items()}
+        outputs = {features_path(plan.features_dir, m.model_sha256, task.name, split, tag, plan.layer, plan.data):
+                   value for tag, value in wanted.items()}
         say(f"{task.name} features {split} at {len(outputs)} period(s)")
         try:
             extract_lambdas(plan.data, outputs, model=m, layer=plan.layer, layout=task.layout, split=split,
-                            num_workers=0)
+                            num_workers=0, overwrite=True)  # a cache: whatever else is at the path is replaced
         except KeyboardInterrupt:
             raise
         except Exception:  # noqa: BLE001 - each point extracts (and records a failure) on its own

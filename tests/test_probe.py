@@ -42,13 +42,39 @@ def test_features_are_extracted_once_and_reused(synth_corpus, calibrated_model, 
 
     run_probe("ic", synth_corpus / DATA["ic"], calibrated_model, lam=0.5, features_dir=tmp_path, max_epochs=2)
     sha = model_sha256(calibrated_model)
-    files = {s: features_path(tmp_path, sha, "ic", s, "lam0.5") for s in ("train", "dev", "test")}
+    files = {s: features_path(tmp_path, sha, "ic", s, "lam0.5", data=synth_corpus / DATA["ic"])
+             for s in ("train", "dev", "test")}
     assert all(f.is_file() for f in files.values())
     stamps = {s: f.stat().st_mtime_ns for s, f in files.items()}
     rows = run_probe("ic", synth_corpus / DATA["ic"], calibrated_model, lam=0.5, features_dir=tmp_path, max_epochs=2)
     assert {s: f.stat().st_mtime_ns for s, f in files.items()} == stamps
     assert [(r.split, r.metric, r.status) for r in rows] == [("test", "accuracy", "ok"), ("dev", "accuracy", "ok")]
     assert len(list(tmp_path.rglob("*.h5"))) == 3
+
+
+def test_the_feature_cache_is_keyed_by_the_data_and_heals_a_bad_entry(synth_corpus, calibrated_model, tmp_path):
+    """A second corpus of the same task gets its own cache files (no collision, no stale features), and a file
+    at a cache path that is not complete features is re-extracted, never read."""
+    import shutil
+
+    from ofactl.checkpoint import model_sha256
+    from ofactl.probe import features_path, run_probe
+
+    first = synth_corpus / DATA["ic"]
+    second = tmp_path / "copy" / DATA["ic"]
+    shutil.copytree(first, second)
+    feats, results = tmp_path / "features", tmp_path / "r.csv"
+    for data in (first, second):
+        rows = run_probe("ic", data, calibrated_model, lam=0.5, features_dir=feats, max_epochs=1)
+        assert rows[0].status == "ok"
+    assert len(list(feats.rglob("*.h5"))) == 6
+    sha = model_sha256(calibrated_model)
+    a = features_path(feats, sha, "ic", "test", "lam0.5", data=first)
+    b = features_path(feats, sha, "ic", "test", "lam0.5", data=second)
+    assert a != b and a.is_file() and b.is_file()
+    b.write_bytes(b"not features")  # e.g. a file cut short by a full disk
+    rows = run_probe("ic", second, calibrated_model, lam=0.5, features_dir=feats, max_epochs=1)
+    assert rows[0].status == "ok" and b.stat().st_size > 100
 
 
 def test_pr_reports_per_and_marks_an_infeasible_period(synth_corpus, calibrated_model, tmp_path):
