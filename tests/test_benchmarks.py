@@ -21,6 +21,7 @@ KEY_RATIOS = {
     "cif": ["cif.speedup."],
     "extract": ["extract.ratio_90_cnn", "extract.ratio_20_nocif", "extract.size_ratio_90_20"],
     "pretrain": ["pretrain.step_ratio"],
+    "probe": ["probe.stream_vs_memory_1x", "probe.rss_growth"],
 }
 
 
@@ -38,7 +39,7 @@ def test_run_all_tiny(tmp_path):
     stdout, data = proc.stdout, json.loads(out.read_text())
     check_key_ratios(stdout, data)
     check_every_value(stdout, data)
-    for header in ("loop/cif", "x CNN floor", "ms/step", "float32 prefix sum", "long audio"):
+    for header in ("loop/cif", "x CNN floor", "ms/step", "float32 prefix sum", "long audio", "peak RSS MB"):
         assert header in stdout  # --verbose: each benchmark's own table
 
 
