@@ -13,10 +13,10 @@
 2. A 2-period x 2-learning-rate sweep of a tiny random model on a synthetic
    SID corpus (espeak-ng), features cached beforehand, with ``--jobs 1``
    (this process) and ``--jobs 2`` (two local processes).  Goal: jobs 2 <=
-   0.65x the time of jobs 1 on 2 cores.  Each job trains 400 epochs (about
-   10 s): a worker process costs about 2.5 s to start (torch import, model
-   load, the standardisation pass), so jobs much shorter than that cannot
-   halve; real probe jobs take minutes to hours.
+   0.65x the time of jobs 1 on 2 cores.  Each job trains 1000 epochs (about
+   7 s): a worker process costs about 2.5 s to start (torch import, model
+   load, the first read of the features), so jobs much shorter than that
+   cannot halve the time; real probe jobs take minutes to hours.
 
 Peak RSS is the process's high-water mark (``ru_maxrss``) and does not count
 the page cache.  The numbers are meaningful only on a quiet machine.
@@ -166,7 +166,7 @@ def measure_memory(base_gb: float, scales=SCALES, root: Path | None = None,
 # ----------------------------------------------------------------------------- sweep fan-out
 
 
-def measure_sweep(log: Callable[[str], None] | None = None, epochs: int = 400) -> list[Result]:
+def measure_sweep(log: Callable[[str], None] | None = None, epochs: int = 1000) -> list[Result]:
     """A 2-period x 2-lr sweep, features cached: ``--jobs 2`` (local processes) against ``--jobs 1``."""
     log = log or (lambda line: None)
     if shutil.which("espeak-ng") is None:
@@ -214,7 +214,7 @@ def measure(quick: bool = False, base_gb: float | None = None, scales=SCALES, sw
     base = base_gb if base_gb is not None else (0.25 if quick else 1.0)
     results = measure_memory(base, scales, root, log)
     if sweep:
-        results += measure_sweep(log, epochs=sweep_epochs or (150 if quick else 400))
+        results += measure_sweep(log, epochs=sweep_epochs or (400 if quick else 1000))
     return results
 
 

@@ -323,8 +323,6 @@ def extract_features(
         lam = 1.0 if uniform else m.lam_for(p)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
-    corpus = _corpus(data, layout, split, id_from)
-    utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
     attrs = _attrs(m, data, split, p, which, n_layers, lam, exact, uniform)
     if (cache or not overwrite) and is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):
         # the same command after a finished run (e.g. re-run after a kill that came too late): nothing to do
@@ -334,6 +332,8 @@ def extract_features(
                              None if exact else float(lam), exact, p.ms if p is not None else None,
                              summary.get("measured_period_ms"), time.time() - t0, 0.0,
                              [f"{out} was already complete with these settings: nothing done"])
+    corpus = _corpus(data, layout, split, id_from)  # (after the check above: a finished file needs no audio)
+    utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
     run = _Run(Path(out), None if exact else lam, p.ms if exact else None, attrs,
                uniform_ms=p.ms if uniform else None)
     run.writer = FeatureWriter(out, attrs, rank=env.rank, world_size=env.world_size, overwrite=overwrite or cache,

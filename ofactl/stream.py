@@ -1,12 +1,15 @@
 """Probe inputs streamed from feature files: references, length-bucketed batches, a bounded read-ahead.
 
-A probe never holds a split in memory.  Each :class:`~ofactl.tasks.base.Example`
+A probe never holds a large split in memory.  Each :class:`~ofactl.tasks.base.Example`
 carries a :class:`Stored` reference (file, utterance id, how many frames)
 instead of its features; :class:`ExampleLoader` draws the epoch's batches
 (seeded, length-bucketed), and a DataLoader worker reads each batch from the
 HDF5 file while the probe trains on the one before (``prefetch`` batches
 ahead at most).  Memory is one model's head, the batches in flight and the
 per-utterance bookkeeping (ids, lengths, targets), whatever the corpus size.
+A split whose features take at most :data:`HOLD_BYTES` (256 MB) is read once
+and kept for the later epochs of that training run: a bounded amount, which
+spares small splits (dev sets, small corpora) a read per epoch.
 
 Training order: the epoch's random permutation (from the probe's seeded
 generator) is cut into spans of ``bucket`` batches, each span is sorted by
@@ -31,6 +34,8 @@ import torch
 FRAME_MS = 20.0
 #: batches per length-sorted span of a training epoch
 BUCKET_BATCHES = 50
+#: a split whose stored inputs take at most this many bytes is read once and kept for later epochs
+HOLD_BYTES = 256 * 2**20
 
 
 def pooled_length(n: int, period_ms: float) -> int:
@@ -194,6 +199,12 @@ def _worker_init(_worker_id: int) -> None:
     _HANDLES.clear()  # the parent's handles are not ours to use or close
 
 
+def _nbytes(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    return sum(_nbytes(v) for v in vars(x).values() if isinstance(v, torch.Tensor))
+
+
 def default_workers() -> int:
     """Loader processes for stored inputs: none on a machine of fewer than 4 CPUs, where a process would take a
     core from training and reading in a thread of this process is faster (measured: ``benchmarks/bench_probe.py``),
@@ -252,7 +263,7 @@ class ExampleLoader:
     """
 
     def __init__(self, examples: Sequence[Any], batch_size: int, generator: torch.Generator | None = None,
-                 workers: int | None = None, prefetch: int = 2):
+                 workers: int | None = None, prefetch: int = 2, hold_bytes: int = HOLD_BYTES):
         self.examples = examples
         self.batch_size = batch_size
         self.generator = generator
@@ -262,6 +273,8 @@ class ExampleLoader:
         self.workers = (default_workers() if self.stored else 0) if workers is None else (
             workers if self.stored else 0)
         self.prefetch = prefetch
+        self.hold_bytes = hold_bytes
+        self._held: list[Any] | None = None   # a small split's inputs, kept after the first epoch
         self._order = _Order()
         self._loader = None
 
@@ -272,6 +285,18 @@ class ExampleLoader:
         from ofactl.tasks.base import Batch
 
         batches = epoch_batches(self.lengths, self.batch_size, self.generator, self.keys)
+        if self._held is None and self.stored and self.examples and self._fits():
+            self._held = [None] * len(self.examples)
+            for idx in batches:  # the first epoch reads (ahead) and keeps
+                inputs = [load(self.examples[i].inputs) for i in idx]
+                for i, x in zip(idx, inputs):
+                    self._held[i] = x
+            # fall through: this epoch, like the later ones, is served from what is held
+        if self._held is not None:
+            for idx in batches:
+                chunk = [self.examples[i] for i in idx]
+                yield Batch([e.id for e in chunk], [self._held[i] for i in idx], [e.target for e in chunk])
+            return
         if self.workers == 0:
             reads = _read_ahead(self.examples, batches, self.prefetch) if self.stored else (
                 [load(self.examples[i].inputs) for i in idx] for idx in batches)
@@ -290,9 +315,16 @@ class ExampleLoader:
             chunk = [self.examples[i] for i in idx]
             yield Batch([e.id for e in chunk], _unpack(inputs), [e.target for e in chunk])
 
+    def _fits(self) -> bool:
+        """Whether the whole split takes at most ``hold_bytes`` (from its frame counts and one utterance's size)."""
+        first = load(self.examples[0].inputs)
+        per_frame = _nbytes(first) / max(int(self.examples[0].n_frames), 1)
+        return per_frame * sum(self.lengths) <= self.hold_bytes
+
     def close(self) -> None:
-        """Stop the workers (they also stop when the loader is garbage-collected)."""
+        """Stop the workers (they also stop when the loader is garbage-collected) and drop what is held."""
         self._loader = None
+        self._held = None
 
 
 __all__ = ["BUCKET_BATCHES", "ExampleLoader", "Stored", "average_pool", "close_handles", "epoch_batches", "load",

@@ -65,12 +65,14 @@ def test_a_replaced_file_is_read_again_not_from_a_stale_handle(tmp_path):
     assert np.array_equal(load(Stored(str(path), "u000")).numpy(), second["u000"])
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_loader_batches_match_the_examples_with_and_without_workers(tmp_path, workers):
+@pytest.mark.parametrize("workers, hold", [(0, 0), (1, 0), (0, 2**20)])
+def test_loader_batches_match_the_examples_with_and_without_workers(tmp_path, workers, hold):
+    """Streamed by a read-ahead thread, by a worker process, or held after the first epoch (a small split)."""
     path = tmp_path / "f.h5"
     arrays = _write(path, [int(x) for x in np.random.default_rng(0).integers(1, 50, 40)])
     examples = [Example(u, Stored(str(path), u), a.shape[0], k) for k, (u, a) in enumerate(sorted(arrays.items()))]
-    loader = ExampleLoader(examples, 6, torch.Generator().manual_seed(3), workers=workers)
+    loader = ExampleLoader(examples, 6, torch.Generator().manual_seed(3), workers=workers, hold_bytes=hold)
+    orders = []
     for _epoch in range(2):  # persistent workers serve a second epoch in its own order
         seen = []
         for batch in loader:
@@ -78,6 +80,9 @@ def test_loader_batches_match_the_examples_with_and_without_workers(tmp_path, wo
                 assert np.array_equal(x.numpy(), arrays[utt]) and examples[target].id == utt
                 seen.append(utt)
         assert sorted(seen) == sorted(arrays)
+        orders.append(seen)
+    assert orders[0] != orders[1]  # a new order every epoch
+    assert (loader._held is not None) == bool(hold)
     loader.close()
 
 
@@ -127,7 +132,7 @@ def test_a_read_error_in_the_read_ahead_reaches_the_training_loop(tmp_path):
     examples = [Example(u, Stored(str(path), u), a.shape[0], 0) for u, a in arrays.items()]
     examples.append(Example("ghost", Stored(str(path), "ghost"), 3, 0))
     with pytest.raises(KeyError):
-        for _ in ExampleLoader(examples, 2, workers=0):
+        for _ in ExampleLoader(examples, 2, workers=0, hold_bytes=0):
             pass
 
 

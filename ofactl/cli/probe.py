@@ -272,7 +272,7 @@ def sweep(
     launcher: Annotated[str, typer.Option(
         "--launcher", metavar="KIND",
         help="Where the jobs (period x lr x seed) run: local (this machine, --jobs at once) or slurm (a job array "
-             "through submitit; settings from --slurm-* or [slurm] in ofactl.toml).")] = "local",
+             "through submitit; settings from --slurm-* or \\[slurm] in ofactl.toml).")] = "local",
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N",
                                       help="Concurrent jobs: processes with --launcher local, array tasks "
                                            "running at once with slurm.")] = 1,
