@@ -327,39 +327,22 @@ def plan_sweep(
 # ----------------------------------------------------------------------------- running
 
 
-def run_sweep(
-    task: Task | str,
-    data: str | Path,
-    model,
-    *,
-    results: str | Path,
-    periods: Sequence[FramePeriod | str] | None = None,
-    lambdas: Sequence[float] | None = None,
-    lrs: Sequence[float] | None = None,
-    seeds: Sequence[int] = (0,),
-    layer: str | int = "last",
-    features_dir: str | Path | None = None,
-    max_epochs: int = 40,
-    patience: int = 6,
-    device: str | None = None,
-    progress: Progress | None = None,
-    pooling: str = "cif",
-    launcher=None,
-) -> SweepSummary:
+def run_sweep(task: Task | str, data: str | Path, model, *, results: str | Path, progress: Progress | None = None,
+              launcher=None, **options: Any) -> SweepSummary:
     """Run (or resume) a sweep; rows are appended to ``results`` as each point's learning rates are done.
 
-    ``lambdas`` asks for points by lambda instead of by period (e.g. a model
-    pretrained at one fixed lambda, probed at that lambda); not with ``periods``.
-    ``launcher`` runs the jobs (:mod:`ofactl.launch`; default: one after
-    another in this process).  The features of every point are extracted
-    here first, once per split for all points, so that no two jobs ever
-    extract the same file.
+    ``options`` are :func:`plan_sweep`'s (``periods`` or ``lambdas``, ``lrs``,
+    ``seeds``, ``layer``, ``features_dir``, ``max_epochs``, ``patience``,
+    ``device``, ``pooling``); ``lambdas`` asks for points by lambda instead of
+    by period (e.g. a model pretrained at one fixed lambda, probed at that
+    lambda).  ``launcher`` runs the jobs (:mod:`ofactl.launch`; default: one
+    after another in this process).  The features of every point are
+    extracted here first, once per split for all points, so that no two jobs
+    ever extract the same file.
     """
     from ofactl.launch import Inline
 
-    plan = plan_sweep(task, data, model, results=results, periods=periods, lambdas=lambdas, lrs=lrs, seeds=seeds,
-                      layer=layer, features_dir=features_dir, max_epochs=max_epochs, patience=patience,
-                      device=device, pooling=pooling)
+    plan = plan_sweep(task, data, model, results=results, **options)
     return execute(plan, launcher or Inline(), progress)
 
 
