@@ -358,7 +358,7 @@ def execute(plan: SweepPlan, launcher, progress: Progress | None = None) -> Swee
     env = D.setup(str(m.device))
     if getattr(launcher, "name", "") == "inline":
         for job in plan.jobs:  # jobs in this process use the model already loaded
-            _MODELS.setdefault((job.model_dir, job.device), m)
+            _MODELS[(job.model_dir, job.device)] = m
     summary = SweepSummary(plan.results)
     for job in plan.stale:  # left by a run killed after its rows were in: not needed any more
         job.candidate.unlink(missing_ok=True)
