@@ -361,8 +361,10 @@ def _checkpoint_file(path: Path) -> Path:
     return path
 
 
-def _torch_load(file: Path) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into one line."""
+def _torch_load(file: Path, kind: str = "an ofactl model") -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into one line (``kind``: what the file should
+    be, for the messages).  A file holding Python objects is refused in ofactl's own words, never with torch's
+    advice to load it unsafely."""
     try:
         size = file.stat().st_size
         with open(file, "rb") as handle:
@@ -385,8 +387,10 @@ def _torch_load(file: Path) -> Any:
             what = found.group(1) if found else "arbitrary Python objects"
             teacher = any(marker in what for marker in ("fairseq", "argparse", "omegaconf"))
             raise OfactlError(
-                f"{file} is not an ofactl model: it holds Python objects ({what}) that are not loaded for safety",
-                hint=_TEACHER_HINT if teacher else "ofactl models are written by `ofactl pretrain` and hold plain data only",
+                f"{file} is not {kind}: it holds Python objects ({what}); refused, nothing in it was loaded",
+                hint=_TEACHER_HINT if teacher and kind == "an ofactl model" else
+                "ofactl writes plain data only (weights, numbers, strings); a file with code in it did not come "
+                "from ofactl: re-create it with ofactl, do not load it",
             ) from None
         raise OfactlError(f"{file} is corrupted (it cannot be unpickled: {_first_line(err)})", hint="re-create or re-copy the file") from None
     except (EOFError, RuntimeError, OSError, ValueError, KeyError) as err:

@@ -342,10 +342,15 @@ def _torch_load(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - any failure to read is a user-facing error
         reason = _first_line(exc)
         hint = _SPEC_HINT
-        if "which is not loaded for safety" in reason:
+        text = str(exc)
+        if "Weights only load failed" in text or "not loaded for safety" in text:
+            # never torch's own text: it suggests loading the file with weights_only=False
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            reason = (f"it holds Python objects ({found.group(1) if found else 'code'}) that ofactl does not allow; "
+                      "refused, nothing in it was loaded")
             hint = ("re-save only the weights and config, in an environment you trust: "
                     "torch.save({'model': ck['model'], 'cfg': ck['cfg']}, 'clean.pt')")
-        raise OfactlError(f"cannot read {path} as a checkpoint: {reason}", hint=hint) from exc
+        raise OfactlError(f"cannot read {path} as a checkpoint: {reason}", hint=hint) from None
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -346,7 +346,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
 
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        from ofactl.checkpoint import _torch_load
+
+        state = _torch_load(state_path, kind="an ofactl training state")
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

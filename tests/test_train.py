@@ -189,7 +189,7 @@ def test_sigterm_then_resume_logs_the_same_losses(corpus, tmp_path):
     wait_for_rows(tmp_path / "int" / "train_log.csv", 5, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err  # 128 + SIGTERM: a scheduler reads a preempted run as not done
     assert "stopped by SIGTERM" in out
     stopped_at = len(read_log(tmp_path / "int" / "train_log.csv"))
     assert stopped_at < steps
@@ -261,3 +261,24 @@ def test_gradient_accumulation_consumes_several_batches_per_step(corpus, tmp_pat
     assert 1.5 * audio_a < audio_b < 2.5 * audio_a
     assert one.weights_sha256 != two.weights_sha256
 
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED_BY_TRAIN_STATE",))
+
+
+def test_a_malicious_train_state_is_refused_in_ofactl_s_words(corpus, tmp_path):
+    """--resume on a train_state.pt that holds code: one ofactl line (what, that nothing was loaded, where),
+    never torch's suggestion to load it with weights_only=False; the payload never runs."""
+    from ofactl.errors import OfactlError
+
+    cfg = write_config(tmp_path / "c.yaml", corpus, tmp_path / "m", steps=2, save_every=1)
+    pretrain(load_pretrain_config(cfg), progress=False)
+    torch.save({"model": _Payload()}, tmp_path / "m" / "train_state.pt")
+    with pytest.raises(OfactlError) as info:
+        pretrain(load_pretrain_config(cfg), resume=True, progress=False)
+    text = f"{info.value} {info.value.hint}"
+    assert "train_state.pt" in text and "refused, nothing in it was loaded" in text and "training state" in text
+    assert "weights_only" not in text and "likely succeed" not in text and "\n" not in text
+    assert not list(tmp_path.rglob("PWNED_BY_TRAIN_STATE")) and not (Path.cwd() / "PWNED_BY_TRAIN_STATE").exists()

@@ -50,3 +50,16 @@ def pretrain(
         typer.echo(f"{result.problems} corpus problem(s) skipped: run `ofactl data inspect` on the data for details")
     if result.finished:
         typer.echo(f"recorded as the workspace model; next: ofactl calibrate DATA --model {result.model_dir}")
+    elif result.interrupted_by:
+        # a scheduler must not read a preempted run as a success: 128 + the signal, as a shell reports it
+        raise typer.Exit(128 + _signal_number(result.interrupted_by))
+
+
+def _signal_number(name: str) -> int:
+    """SIGINT -> 2, SIGTERM -> 15; a stop asked by another torchrun rank counts as SIGTERM."""
+    import signal
+
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return int(signal.SIGTERM)
