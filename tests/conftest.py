@@ -46,5 +46,6 @@ def _outside_the_checkout(tmp_path_factory, monkeypatch):
     (``pretrain`` records ``ofactl.toml``, ``probe`` a results table) must not touch the user's working tree."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.delenv("OFACTL_MODEL", raising=False)
+    before = (REPO / "ofactl.toml").exists()  # a workspace file of the developer's own is left alone
     yield
-    assert not (REPO / "ofactl.toml").exists(), "a test wrote ofactl.toml into the checkout"
+    assert before or not (REPO / "ofactl.toml").exists(), "this test wrote ofactl.toml into the checkout"

@@ -24,10 +24,15 @@ def test_reduced_mini_recipe_runs_end_to_end(tmp_path):
            "UTTERANCES": "60", "DEV_UTTS": "12", "TEST_UTTS": "16", "TEACHER_STEPS": "8", "STEPS": "12",
            "OFA_PERIODS": "20ms,200ms", "UNIFORM_PERIODS": "200ms",
            "NARROW_PERIOD": "30ms", "PROBE_ARGS": "--max-epochs 2", "LAMBDA_INITS": "0.5,1.5"}
+    # the recipe works in the folder above recipes/ (it records its model in ofactl.toml there): run a copy,
+    # so that the checkout is never written to
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "recipes", copy / "recipes")
     # no timeout that a slow machine could hit: the run is bounded by its sizes (about 2 minutes here)
-    run = subprocess.run(["bash", str(ROOT / "recipes/mini/run.sh")], env=env, capture_output=True, text=True,
+    run = subprocess.run(["bash", str(copy / "recipes/mini/run.sh")], env=env, capture_output=True, text=True,
                          timeout=3600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (copy / "ofactl.toml").is_file() and not (ROOT / "ofactl.toml").exists()
     for stage in ("synth", "teacher", "segments", "pretrain", "calibrate", "sweep", "adaptive", "plot"):
         assert (exp / f".{stage}.done").is_file(), stage
     assert (exp / "tradeoff.png").stat().st_size > 10_000 and (exp / "calibration.png").is_file()
