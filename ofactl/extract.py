@@ -299,7 +299,7 @@ def extract_features(
     else there (other settings, an unreadable file) is replaced.
     """
     from ofactl import distributed as D
-    from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, run_fingerprint
+    from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, recover, run_fingerprint
     from ofactl.inference import OFAModel, load_model, parse_layer
 
     t0 = time.time()
@@ -324,6 +324,9 @@ def extract_features(
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
     attrs = _attrs(m, data, split, p, which, n_layers, lam, exact, uniform)
+    if env.is_main:
+        recover(out)  # a merge killed after its final mark: finish it first, so a finished file counts as done
+    D.barrier(env)
     if (cache or not overwrite) and is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):
         # the same command after a finished run (e.g. re-run after a kill that came too late): nothing to do
         summary = read_attrs(out)
@@ -410,7 +413,7 @@ def extract_lambdas(
     :func:`extract_features` does); the other ranks return an empty list.
     """
     from ofactl import distributed as D
-    from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, run_fingerprint
+    from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, recover, run_fingerprint
     from ofactl.inference import OFAModel, load_model, parse_layer
 
     t0 = time.time()
@@ -418,6 +421,10 @@ def extract_lambdas(
     m = model if isinstance(model, OFAModel) else load_model(model, device=env.device)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
+    if env.is_main:
+        for out in outputs:
+            recover(out)  # see extract_features
+    D.barrier(env)
     runs = []
     for out, lam in outputs.items():
         if isinstance(lam, Uniform):

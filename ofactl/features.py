@@ -86,6 +86,7 @@ __all__ = [
     "utterance_ids",
     "is_complete",
     "parts_dir",
+    "recover",
 ]
 
 FORMAT = "ofactl.features"
@@ -159,7 +160,11 @@ def _part_files(run_dir: Path) -> list[tuple[int, int, Path]]:
 
 
 def _stage(name: str) -> None:
-    """Marks the crash windows of a merge; a no-op (tests replace it to crash there)."""
+    """Marks the crash windows of a merge: with ``OFACTL_FAULT=features-<name>`` (test-only, see
+    :mod:`ofactl.faults`) the process dies here; tests may also replace it."""
+    from ofactl import faults
+
+    faults.point(f"features-{name}")
 
 
 def _discard(directory: Path) -> None:
@@ -171,6 +176,12 @@ def _discard(directory: Path) -> None:
         return  # another rank got there first
     _fsync_dir(directory.parent)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover(out_path: str | os.PathLike[str]) -> None:
+    """Finish what a killed merge of ``out_path`` left behind: a final ``OUT.h5.tmp`` is moved into place, the
+    parts of a finished merge are deleted.  Idempotent; call it before deciding whether ``out_path`` is done."""
+    _recover(Path(out_path))
 
 
 def _recover(out_path: Path) -> None:

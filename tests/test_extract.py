@@ -384,3 +384,28 @@ def test_calibrate_cli_reports_bad_files_and_goes_on(tmp_path):
         assert name in result.output
     cal = Calibration.load(model_dir)
     assert cal.n_utterances == 7
+
+
+@pytest.mark.parametrize("window", ["merge:marked", "merge:replaced"])
+def test_a_kill_in_the_merge_s_last_windows_then_the_same_command_exits_0_and_leaves_no_parts(tmp_path, window):
+    """Killed after the merge's final mark (before the rename) or after the rename (before the clean-up): the
+    same command finishes the file, exits 0, and no parts folder is left behind (OFACTL_FAULT kills there)."""
+    from ofactl.faults import ENV
+
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = tmp_path / "w"
+    wavs.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(6):
+        sf.write(wavs / f"u{i}.wav", (0.1 * rng.standard_normal(8000 + 800 * i)).astype(np.float32), 16000)
+    out = tmp_path / "out.h5"
+    cmd = [sys.executable, "-m", "ofactl", "extract", "--lambda", "1.0", str(wavs), str(out), "--model",
+           str(model_dir), "--workers", "0", "--quiet"]
+    killed = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, ENV: f"features-{window}"})
+    assert killed.returncode == -9, killed.stderr
+    assert (tmp_path / "out.h5.parts").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert read_attrs(out)["complete"] and read_attrs(out)["n_utterances"] == 6
+    assert not (tmp_path / "out.h5.parts").exists() and not (tmp_path / "out.h5.tmp").exists()
