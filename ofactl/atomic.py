@@ -69,6 +69,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
+        from ofactl import faults
+
+        faults.point(f"atomic-write:{path.name}")  # test-only: die with the temporary file written
         os.replace(tmp_name, path)
     except OSError as err:
         Path(tmp_name).unlink(missing_ok=True)

@@ -8,6 +8,10 @@ kill or the OOM killer would).  Unset, :func:`point` does nothing.  Points:
   (``<point>`` as in :attr:`ofactl.sweep.SweepJob.point`, ``<lr>`` as ``lr0.001`` or ``untrained``).
 * ``results-merge`` - :func:`ofactl.results.merge_pending`, after appending to the table, before deleting the
   pending files it merged.
+* ``features-<stage>`` - a feature merge's crash windows (``merge:copied-part``, ``merge:tmp-written``,
+  ``merge:marked``, ``merge:replaced``; :mod:`ofactl.features`).
+* ``atomic-write:<file name>`` - :func:`ofactl.atomic.atomic_write`, with the temporary file written and
+  fsynced, before the rename (e.g. ``atomic-write:model.pt``: a checkpoint write killed half-way).
 """
 
 from __future__ import annotations

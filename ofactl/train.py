@@ -219,6 +219,8 @@ class PretrainResult:
     seconds: float
     problems: int
     weights_sha256: str = ""
+    #: ``resume=True`` found no checkpoint (a run killed before its first one) and started afresh
+    started_fresh: bool = False
 
 
 def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengths: torch.Tensor, lam: float,
@@ -278,10 +280,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     if env.is_main:
         if state_path.exists() and not resume:
             raise OfactlError(f"{out} already holds a training run", hint="pass --resume to continue it, or choose another --out")
-        if resume and not state_path.exists():
-            raise OfactlError(f"nothing to resume in {out} (no {TRAIN_STATE})", hint="drop --resume to start a new run")
         out.mkdir(parents=True, exist_ok=True)
+        for tmp in out.glob(".*.tmp"):  # a checkpoint write killed half-way: the file it was replacing is intact
+            tmp.unlink(missing_ok=True)
+    # a scheduler re-runs the same command after a preemption: --resume before the first checkpoint starts afresh
+    started_fresh = resume and not state_path.exists()
     D.barrier(env)
+    if started_fresh:
+        resume = False
 
     # --- the teacher first: a wrong spec fails before any data is read
     if not cfg.teacher:
@@ -450,7 +456,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     digest = state_dict_digest(student.state_dict())
     D.cleanup(env)
     return PretrainResult(out, step, step >= cfg.steps, interrupted, last, time.time() - t_start,
-                          len(corpus.problems), digest)
+                          len(corpus.problems), digest, started_fresh)
 
 
 def state_dict_digest(state: dict[str, torch.Tensor]) -> str:

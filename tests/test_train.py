@@ -282,3 +282,22 @@ def test_a_malicious_train_state_is_refused_in_ofactl_s_words(corpus, tmp_path):
     assert "train_state.pt" in text and "refused, nothing in it was loaded" in text and "training state" in text
     assert "weights_only" not in text and "likely succeed" not in text and "\n" not in text
     assert not list(tmp_path.rglob("PWNED_BY_TRAIN_STATE")) and not (Path.cwd() / "PWNED_BY_TRAIN_STATE").exists()
+
+
+def test_killed_in_its_first_checkpoint_write_then_resume_starts_afresh_and_leaves_no_temp_files(corpus, tmp_path):
+    """A scheduler re-runs the same `pretrain --resume` after a preemption: with no checkpoint yet it starts
+    afresh (one warning line) instead of failing forever, and the half-written checkpoint's temporary file is
+    removed (OFACTL_FAULT kills the first write of train_state.pt after its temporary file is written)."""
+    from ofactl.faults import ENV
+
+    cfg = write_config(tmp_path / "c.yaml", corpus, tmp_path / "m", steps=3, save_every=2)
+    cmd = [sys.executable, "-m", "ofactl", "pretrain", "--config", str(cfg), "--resume", "--quiet"]
+    killed = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, ENV: "atomic-write:train_state.pt"})
+    assert killed.returncode == -9, killed.stderr
+    assert list((tmp_path / "m").glob(".train_state.pt.*.tmp")) and not (tmp_path / "m" / "train_state.pt").exists()
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "no checkpoint to resume" in again.stderr and "started afresh" in again.stderr
+    assert not list((tmp_path / "m").glob(".*.tmp"))
+    assert [int(r["step"]) for r in read_log(tmp_path / "m" / "train_log.csv")] == [1, 2, 3]

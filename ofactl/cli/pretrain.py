@@ -42,6 +42,9 @@ def pretrain(
     result = run_pretrain(cfg, resume=resume, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
+    if result.started_fresh:
+        typer.echo(f"warning: {result.model_dir} had no checkpoint to resume (stopped before its first one): "
+                   "started afresh", err=True)
     status = "finished" if result.finished else f"stopped by {result.interrupted_by} (resume with --resume)"
     losses = ", ".join(f"{k} {result.last_losses[k]:.4f}" for k in ("loss", "distill", "guidance_seg", "guidance_frame")
                        if k in result.last_losses)
