@@ -439,7 +439,12 @@ class FeatureWriter:
                 f"{root} holds an unfinished extraction with other settings ({_describe_difference(ours, theirs)})",
                 hint="run the same command as before to resume it, or pass --overwrite to discard it",
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a read-only or forbidden folder: the user's to fix, in one line
+            raise OfactlError(f"cannot write in {out.parent}: {err.strerror or err}",
+                              hint="write the output to a folder you can write to (check its permissions, or "
+                                   "whether the disk is mounted read-only)") from None
         attrs_file = self.run_dir / _ATTRS_FILE
         if not attrs_file.exists():
             _atomic_write_text(attrs_file, json.dumps({"attrs": self.attrs, "dtype": self.dtype.name}, indent=1, sort_keys=True))

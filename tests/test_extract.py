@@ -409,3 +409,34 @@ def test_a_kill_in_the_merge_s_last_windows_then_the_same_command_exits_0_and_le
     assert again.returncode == 0, again.stderr
     assert read_attrs(out)["complete"] and read_attrs(out)["n_utterances"] == 6
     assert not (tmp_path / "out.h5.parts").exists() and not (tmp_path / "out.h5.tmp").exists()
+
+
+@pytest.mark.parametrize("errno_, words", [(30, "Read-only file system"), (13, "Permission denied")])
+def test_a_read_only_or_forbidden_output_folder_is_one_line(tmp_path, monkeypatch, capsys, errno_, words):
+    """As root a chmod does not stop writes, so the folder's refusal is injected where the writer creates its
+    parts folder: the CLI says what and where in one line (it said `internal error: OSError`)."""
+    import pathlib
+
+    from ofactl.cli import main
+
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = tmp_path / "w"
+    wavs.mkdir()
+    sf.write(wavs / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
+    out_dir = tmp_path / "ro"
+    out_dir.mkdir()
+    real_mkdir = pathlib.Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if str(self).startswith(str(out_dir)):
+            raise OSError(errno_, os.strerror(errno_), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    with pytest.raises(SystemExit) as info:
+        main(["extract", "--lambda", "1.0", str(wavs), str(out_dir / "out.h5"), "--model", str(model_dir),
+              "--workers", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "internal error" not in err
+    assert f"cannot write in {out_dir}" in err and words in err and err.count("error:") == 1
