@@ -440,3 +440,18 @@ def test_a_read_only_or_forbidden_output_folder_is_one_line(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert info.value.code == 2 and "internal error" not in err
     assert f"cannot write in {out_dir}" in err and words in err and err.count("error:") == 1
+
+
+def test_extract_takes_a_single_audio_file(tmp_path):
+    """`ofactl extract --lambda 1 utt.flac out.h5`: one file is a corpus of one utterance (it was refused with a
+    hint listing every layout)."""
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    utt = tmp_path / "utt.flac"
+    sf.write(utt, (0.1 * np.random.default_rng(3).standard_normal(24000)).astype(np.float32), 16000)
+    out = tmp_path / "out.h5"
+    proc = subprocess.run([sys.executable, "-m", "ofactl", "extract", "--lambda", "1.0", str(utt), str(out),
+                           "--model", str(model_dir), "--workers", "0", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = contents(out)
+    assert list(got) == ["utt"] and read_attrs(out)["n_utterances"] == 1

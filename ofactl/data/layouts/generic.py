@@ -1,4 +1,6 @@
-"""``generic``: a folder of audio files, or a manifest ``.tsv`` / ``.csv``.
+"""``generic``: a folder of audio files, one audio file, or a manifest ``.tsv`` / ``.csv``.
+
+One audio file: a corpus of that one utterance (id = its stem, split ``all``).
 
 Folder: every audio file at any depth (hidden files skipped), split ``all``,
 id = the file stem; two files with the same stem are an error unless
@@ -17,21 +19,26 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ofactl.data.audio import AUDIO_EXTENSIONS
 from ofactl.data.layouts.base import (
     SPLIT_ALL, DirIndex, Problem, Utterance, abspath, finish, scan_audio,
 )
 from ofactl.errors import OfactlError
 
 NAME = "generic"
-DESCRIPTION = ("a folder of audio files at any depth (id = file stem), or a manifest .tsv/.csv "
+DESCRIPTION = ("a folder of audio files at any depth (id = file stem), one audio file, or a manifest .tsv/.csv "
                "with columns id, path[, split, duration_s, offset_s, label columns]")
 MANIFEST_SUFFIXES = (".tsv", ".csv")
 _RESERVED = ("id", "path", "split", "duration_s", "offset_s")
 
 
+def _is_audio(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(AUDIO_EXTENSIONS)
+
+
 def find_root(path: Path) -> Path | None:
     if path.is_file():
-        return path if path.suffix.lower() in MANIFEST_SUFFIXES else None
+        return path if path.suffix.lower() in MANIFEST_SUFFIXES or _is_audio(path) else None
     if path.is_dir() and next(scan_audio(path), None) is not None:
         return path
     return None
@@ -41,6 +48,9 @@ def read(path: Path, *, split=None, id_from: str = "stem"):
     """Read a folder of audio files or a manifest; see the module docstring."""
     if id_from not in ("stem", "relpath"):
         raise OfactlError(f"id_from must be 'stem' or 'relpath', not {id_from!r}")
+    if _is_audio(path):  # one file: a corpus of one utterance
+        return finish(NAME, path.parent, [Utterance(id=path.stem, path=abspath(path), split=SPLIT_ALL)], [],
+                      split=split)
     if path.is_file():
         return _read_manifest(path, split)
     return _read_folder(path, split, id_from)
