@@ -56,7 +56,9 @@ accepted wherever arrays are.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -538,16 +540,22 @@ class FeatureWriter:
             "ids": [r.id for r in self._buffer], "skipped": self._skips,
             "attrs": self.attrs, "dtype": self.dtype.name,
         }
+        # the part is built in memory and written with plain file calls: HDF5 does not survive a write that
+        # fails half-way (a full disk made it crash the process), Python's file calls raise a clean OSError
+        image = io.BytesIO()
+        with h5py.File(image, "w", libver=_LIBVER) as f:
+            f.attrs[_PART_META] = json.dumps(meta)
+            for rec in self._buffer:
+                _write_group(f, rec)
         try:
-            with h5py.File(tmp, "w", libver=_LIBVER) as f:
-                f.attrs[_PART_META] = json.dumps(meta)
-                for rec in self._buffer:
-                    _write_group(f, rec)
-            _fsync_file(tmp)
+            with open(tmp, "wb") as handle:
+                handle.write(image.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
-            raise OfactlError(f"cannot write {final}: {err.strerror or err}") from None
+            raise _write_error(final, err) from None
         _fsync_dir(self.run_dir)
         self._seq += 1
         self._buffer, self._skips, self._buffered_bytes = [], [], 0
@@ -578,6 +586,14 @@ def _write_group(f: h5py.File, rec: Record) -> None:
     group.create_dataset("frame_times_s", data=rec.frame_times_s)
     group.attrs["duration_s"] = rec.duration_s
     group.attrs["lambda"] = rec.lam
+
+
+def _write_error(path: Path, err: OSError) -> OfactlError:
+    """One line for a failed write: a full disk says so, and that the same command resumes."""
+    if err.errno == errno.ENOSPC:
+        return OfactlError(f"no space left on device writing {path}",
+                           hint="free space and re-run the same command to resume: what was written is kept")
+    return OfactlError(f"cannot write {path}: {err.strerror or err}")
 
 
 def _first_line(err: BaseException) -> str:
@@ -664,6 +680,12 @@ def merge(out_path: str | os.PathLike[str], *, fingerprint: str | None = None) -
     both = sorted(set(owner) & set(skipped))
     if both:
         raise OfactlError(f"utterance id {both[0]!r} was both written and skipped", hint="ids must be unique")
+    need = sum(path.stat().st_size for _, _, path in parts)
+    free = shutil.disk_usage(out.parent).free
+    if free < need * 1.05 + (1 << 20):  # HDF5 cannot recover from a write that fails half-way: check first
+        raise OfactlError(f"no space left on device for {out}: the merge needs about {need / 2**20:.1f} MB, "
+                          f"{free / 2**20:.1f} MB are free",
+                          hint="free space and re-run the same command to resume: the parts written are kept")
 
     tmp = _tmp_path(out)
     tmp.unlink(missing_ok=True)  # a merge killed before its MERGED mark

@@ -455,3 +455,79 @@ def test_extract_takes_a_single_audio_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = contents(out)
     assert list(got) == ["utt"] and read_attrs(out)["n_utterances"] == 1
+
+
+def _tiny_corpus(tmp_path):
+    model_dir = tmp_path / "m"
+    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
+    wavs = tmp_path / "w"
+    wavs.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(6):
+        sf.write(wavs / f"u{i}.wav", (0.1 * rng.standard_normal(8000 + 800 * i)).astype(np.float32), 16000)
+    return model_dir, wavs
+
+
+@pytest.mark.parametrize("where", ["part", "merge"])
+def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, capsys, where):
+    """ENOSPC injected while a part is written, or a disk too full for the merge: one line (it was a segfault
+    with dozens of h5py tracebacks), exit 2, the parts already written kept; with space again the same command
+    finishes the file."""
+    import builtins
+    import errno as errno_mod
+    from collections import namedtuple
+
+    from ofactl import features
+    from ofactl.cli import main
+
+    model_dir, wavs = _tiny_corpus(tmp_path)
+    out = tmp_path / "out.h5"
+    argv = ["extract", "--lambda", "1.0", str(wavs), str(out), "--model", str(model_dir), "--workers", "0",
+            "--part-mb", "0", "--batch-seconds", "1", "--quiet"]
+    real_open, writes = builtins.open, []
+    if where == "part":
+        def full_open(file, mode="r", *args, **kwargs):
+            if "w" in mode and str(file).endswith(".h5.tmp") and ".parts" in str(file):
+                writes.append(file)
+                if len(writes) > 2:  # two parts fit, the third does not
+                    raise OSError(errno_mod.ENOSPC, "No space left on device", str(file))
+            return real_open(file, mode, *args, **kwargs)
+
+        monkeypatch.setattr(features, "open", full_open, raising=False)
+    else:
+        Usage = namedtuple("Usage", "total used free")
+        monkeypatch.setattr(features.shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("error:") == 1 and "no space left on device" in err, err
+    assert "Traceback" not in err and "re-run the same command" in err
+    kept = list((tmp_path / "out.h5.parts").rglob("0*.h5"))
+    assert len(kept) == (2 if where == "part" else 6) and not out.exists()
+    monkeypatch.undo()
+    again = subprocess.run([sys.executable, "-m", "ofactl", *argv], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert read_attrs(out)["n_utterances"] == 6 and not (tmp_path / "out.h5.parts").exists()
+
+
+def test_a_full_disk_on_a_real_tmpfs_is_one_line(tmp_path):
+    """The same on a 400 kB tmpfs, where the machine allows mounting one (root: CI does)."""
+    import shutil as sh
+
+    if os.geteuid() != 0 or sh.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("tmpfs cannot be mounted here")
+    try:
+        model_dir, wavs = _tiny_corpus(tmp_path)
+        big = wavs / "big.wav"
+        sf.write(big, (0.1 * np.random.default_rng(1).standard_normal(16000 * 60)).astype(np.float32), 16000)
+        proc = subprocess.run([sys.executable, "-m", "ofactl", "extract", "--lambda", "0.3", str(wavs),
+                               str(mnt / "out.h5"), "--model", str(model_dir), "--workers", "0", "--quiet"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+        assert proc.stderr.count("error:") == 1 and "no space left on device" in proc.stderr, proc.stderr[-2000:]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
