@@ -108,6 +108,7 @@ def measure_calibration(
     chunk_s: float = 60.0,
     progress: Progress | None = None,
     report: Callable[[Any], None] | None = None,
+    id_from: str | None = None,
 ):
     """Measure the dataset frame period over a lambda grid and save it in the model directory.
 
@@ -115,7 +116,8 @@ def measure_calibration(
 
     Args:
         model: a model directory (None: resolved as for ``--model``) or a loaded ``OFAModel``.
-        data: the corpus; ``split`` picks one of its splits (default: all).
+        data: the corpus; ``split`` picks one of its splits (default: all); ``id_from`` as for
+            :func:`extract_features` (``relpath`` for a folder whose file names repeat).
         lam_max: the largest lambda to calibrate (default: the model's
             training ``lambda_max``, else 2).
 
@@ -126,7 +128,7 @@ def measure_calibration(
     from ofactl.inference import OFAModel, load_model
 
     m = model if isinstance(model, OFAModel) else load_model(model, device=device)
-    corpus = _corpus(data, layout, split, None)
+    corpus = _corpus(data, layout, split, id_from)
     if report is not None:
         for problem in corpus.problems:
             report(problem)

@@ -79,3 +79,28 @@ def test_synth_then_inspect(tmp_path):
         report = json.loads(runner.invoke(app, ["data", "inspect", str(out / sub), "--json"]).output)
         assert report["layout"] == layout and report["utterances"] > 0
         assert report["problem_counts"] == {}, report["problems"][:3]
+
+
+def test_the_id_from_hint_names_an_option_that_exists(tmp_path):
+    """Repeated file stems: `data inspect` and `calibrate` refuse with a hint naming --id-from relpath, and both
+    commands have that option (they did not), which makes the folder readable."""
+    import numpy as np
+    import soundfile as sf
+
+    from ofactl.checkpoint import save_model
+    from ofactl.model import OFAStudent, StudentConfig
+
+    for spk in ("a", "b"):
+        (tmp_path / "w" / spk).mkdir(parents=True)
+        for i in range(2):
+            sf.write(tmp_path / "w" / spk / f"utt{i}.wav", 0.1 * np.random.default_rng(i).standard_normal(8000), 16000)
+    refused = runner.invoke(app, ["data", "inspect", str(tmp_path / "w")])
+    assert refused.exit_code != 0 and "--id-from relpath" in refused.exception.hint
+    ok = runner.invoke(app, ["data", "inspect", str(tmp_path / "w"), "--id-from", "relpath", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["splits"][0]["utterances"] == 4
+    model = save_model(tmp_path / "m", OFAStudent(StudentConfig.preset("tiny")))
+    cal = runner.invoke(app, ["calibrate", str(tmp_path / "w"), "--model", str(model), "--id-from", "relpath",
+                              "--quiet"])
+    assert cal.exit_code == 0, (cal.output, cal.exception)
+    assert (tmp_path / "m" / "calibration.json").is_file()

@@ -43,6 +43,9 @@ def _progress(quiet: bool, description: str):
 def inspect_command(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Dataset folder (or a manifest .tsv/.csv).")],
     layout: LayoutOption = None,
+    id_from: Annotated[Optional[str], typer.Option(
+        "--id-from", metavar="KIND", show_default=False,
+        help="stem (default) or relpath: utterance ids of a folder of audio files.")] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Decode every file to find silence and NaN samples.")] = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -51,11 +54,12 @@ def inspect_command(
     from ofactl.data.inspect import inspect_corpus, render
 
     bar, update = _progress(quiet or json_output, "reading headers")
+    options = {"id_from": id_from} if id_from is not None else {}
     if bar is not None:
         with bar:
-            report = inspect_corpus(path, layout, deep=deep, progress=update)
+            report = inspect_corpus(path, layout, deep=deep, progress=update, **options)
     else:
-        report = inspect_corpus(path, layout, deep=deep)
+        report = inspect_corpus(path, layout, deep=deep, **options)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -36,6 +36,9 @@ def calibrate(
     model: ModelOption = None,
     split: SplitOption = None,
     layout: LayoutOption = None,
+    id_from: Annotated[Optional[str], typer.Option(
+        "--id-from", metavar="KIND", show_default=False,
+        help="stem (default) or relpath: utterance ids of a folder of audio files.")] = None,
     device: DeviceOption = "auto",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FIG", show_default=False,
                                                  help="Also draw lambda vs frame period (.png, .pdf or .svg).")] = None,
@@ -52,7 +55,7 @@ def calibrate(
 
     bar, update = _progress(quiet, "calibrating")
     problems: list = []
-    kwargs = dict(split=split, layout=layout, device=device, report=problems.append)
+    kwargs = dict(split=split, layout=layout, device=device, report=problems.append, id_from=id_from)
     if bar is not None:
         with bar:
             cal = measure_calibration(model, data, progress=update, **kwargs)
