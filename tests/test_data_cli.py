@@ -104,3 +104,29 @@ def test_the_id_from_hint_names_an_option_that_exists(tmp_path):
                               "--quiet"])
     assert cal.exit_code == 0, (cal.output, cal.exception)
     assert (tmp_path / "m" / "calibration.json").is_file()
+
+
+def test_problem_paths_are_never_cut_in_a_narrow_pipe(tmp_path):
+    """In a log or a pipe (80 columns) the problems table showed `.../badi…`: paths are relative to the corpus
+    root and wrapped, never ellipsised."""
+    from rich.console import Console
+
+    from ofactl.data.inspect import render
+
+    root = tmp_path / "corpus"
+    deep = root / "a_rather_long_folder_name_for_speaker_one" / "and_a_long_chapter_folder_name_too"
+    deep.mkdir(parents=True)
+    bad = deep / "badly_truncated_recording_with_a_long_name_0001.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt junk")
+    import soundfile as sf
+    import numpy as np
+
+    sf.write(root / "fine.wav", np.zeros(8000, dtype=np.float32), 16000)
+    report = inspect_corpus(root)
+    console = Console(width=80, record=True, force_terminal=False)
+    render(report, console)
+    text = console.export_text()
+    assert "…" not in text
+    # the file column's wrapped pieces, joined back
+    column = "".join(line.split("│")[1].strip() for line in text.splitlines() if line.count("│") >= 3)
+    assert bad.relative_to(root).as_posix() in column

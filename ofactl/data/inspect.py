@@ -137,6 +137,15 @@ def inspect_corpus(
                          problems, notes, deep)
 
 
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to the corpus root when it lies below it."""
+    try:
+        base = Path(root)
+        return Path(path).relative_to(base if base.is_dir() else base.parent).as_posix()
+    except ValueError:
+        return path
+
+
 def render(report: InspectReport, console, max_problems: int = 40, max_values: int = 12) -> None:
     """Print ``report`` as rich tables."""
     from rich.markup import escape
@@ -170,12 +179,14 @@ def render(report: InspectReport, console, max_problems: int = 40, max_values: i
         console.print("[green]no problems found[/]")
         return
     counts = ", ".join(f"{n} {reason}" for reason, n in report.problem_counts().items())
-    t = Table(title=f"problems: {len(report.problems)} ({counts})", title_justify="left")
-    t.add_column("file")
-    t.add_column("reason")
-    t.add_column("detail")
+    t = Table(title=f"problems: {len(report.problems)} ({counts}); files relative to {escape(report.path)}",
+              title_justify="left")
+    # a path is what the user needs: never ellipsised, wrapped instead (also in a log or a pipe)
+    t.add_column("file", overflow="fold", min_width=12)
+    t.add_column("reason", no_wrap=True)
+    t.add_column("detail", overflow="fold")
     for p in report.problems[:max_problems]:
-        t.add_row(escape(p.path), p.reason, escape(p.detail))
+        t.add_row(escape(_relative(p.path, report.path)), p.reason, escape(p.detail))
     if len(report.problems) > max_problems:
         t.add_row(f"... {len(report.problems) - max_problems} more (--json lists all)", "", "")
     console.print(t)
