@@ -127,3 +127,36 @@ def test_errors_survive_pickling(tmp_path):
     again = pickle.loads(pickle.dumps(err))
     assert (again.path, again.reason, again.detail, again.hint, str(again)) == (err.path, err.reason, err.detail,
                                                                                err.hint, str(err))
+
+
+def test_links_and_permissions_get_their_own_reasons(tmp_path, monkeypatch):
+    """A symlink loop was reported as `missing`, an unreadable (permission-denied) file as `cannot be decoded as
+    audio`: each now says what it is."""
+    import builtins
+
+    from ofactl.data import audio
+    from ofactl.data.audio import AudioError, audio_info
+
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(tmp_path / "loop.wav")
+    with pytest.raises(AudioError) as info:
+        audio_info(loop)
+    assert info.value.reason == "unreadable" and "symbolic link loop" in str(info.value)
+    dangling = tmp_path / "gone.wav"
+    dangling.symlink_to(tmp_path / "nowhere.wav")
+    with pytest.raises(AudioError) as info:
+        audio_info(dangling)
+    assert info.value.reason == "missing" and "symbolic link to a missing file" in str(info.value)
+    locked = tmp_path / "locked.wav"
+    locked.write_bytes(b"RIFF" + b"\x00" * 60)
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):  # root reads any file: the refusal is injected
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(audio, "open", denied, raising=False)
+    with pytest.raises(AudioError) as info:
+        audio_info(locked)
+    assert info.value.reason == "unreadable" and "permission denied" in str(info.value)

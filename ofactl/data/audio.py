@@ -12,7 +12,9 @@ file, so that long jobs can record the failure and go on.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +77,23 @@ def _looks_like_text(path: Path) -> bool:
 
 
 def _open_error(path: Path, exc: Exception) -> AudioError:
-    if not path.exists():
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return AudioError(path, "unreadable", "is a symbolic link loop", hint="fix or remove the link")
+        if os.path.islink(path):
+            return AudioError(path, "missing", f"is a symbolic link to a missing file ({os.readlink(path)})",
+                              hint="fix or remove the link")
         return AudioError(path, "missing", "no such file", hint="check the path or the corpus layout")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        return AudioError(path, "unreadable", "permission denied: it cannot be opened for reading",
+                          hint="check the file's permissions (chmod a+r) or run as a user who may read it")
+    except OSError:
+        pass
     if path.is_dir():
         return AudioError(path, "unreadable", "is a directory, not an audio file")
     if path.stat().st_size == 0:

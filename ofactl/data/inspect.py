@@ -132,7 +132,8 @@ def inspect_corpus(
                 if found is not None:
                     problems.append(found)
     else:
-        notes.append("silence and NaN samples not checked (pass --deep to decode every file)")
+        notes.append("files were not decoded, only their headers read: a truncated or damaged file, silence and "
+                     "NaN samples are not found (pass --deep to decode every file)")
     return InspectReport(str(path), corpus.layout, splits, labels, sequences, dict(rates), dict(channels),
                          problems, notes, deep)
 
@@ -152,7 +153,8 @@ def render(report: InspectReport, console, max_problems: int = 40, max_values: i
     from rich.table import Table
 
     console.print(f"[bold]{escape(report.path)}[/]: layout [bold]{report.layout}[/], "
-                  f"{report.utterances} utterances, {report.hours:.2f} h")
+                  f"{report.utterances} utterances, {report.hours:.2f} h"
+                  + ("" if report.deep else " (headers read, files not decoded: --deep decodes them)"))
     table = Table(title="splits", title_justify="left")
     table.add_column("split")
     table.add_column("utterances", justify="right")
