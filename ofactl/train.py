@@ -106,8 +106,11 @@ class PretrainConfig:
             raise OfactlError("invalid pretrain config: " + "; ".join(problems))
 
 
-def load_pretrain_config(path: str | Path | None, **overrides: Any) -> PretrainConfig:
-    """The YAML at ``path`` (or the defaults), then non-None ``overrides`` (dotted keys for nested: ``data.path``)."""
+def load_pretrain_config(path: str | Path | None, assignments: dict[str, Any] | None = None,
+                         **overrides: Any) -> PretrainConfig:
+    """The YAML at ``path`` (or the defaults), then ``assignments`` as given (``--set KEY=VALUE``: a None value,
+    ``--set segments=null``, clears the key), then the non-None ``overrides`` (options left unset are None).
+    Keys are dotted for nested fields (``data.path``)."""
     import yaml
 
     data: dict[str, Any] = {}
@@ -121,9 +124,8 @@ def load_pretrain_config(path: str | Path | None, **overrides: Any) -> PretrainC
             raise OfactlError(f"{p}: not valid YAML ({getattr(err, 'problem', err)})") from None
         if not isinstance(data, dict):
             raise OfactlError(f"{p}: expected a mapping at the top level")
-    for key, value in overrides.items():
-        if value is None:
-            continue
+    given = list((assignments or {}).items()) + [(k, v) for k, v in overrides.items() if v is not None]
+    for key, value in given:
         node = data
         parts = key.split(".")
         for part in parts[:-1]:

@@ -301,3 +301,16 @@ def test_killed_in_its_first_checkpoint_write_then_resume_starts_afresh_and_leav
     assert "no checkpoint to resume" in again.stderr and "started afresh" in again.stderr
     assert not list((tmp_path / "m").glob(".*.tmp"))
     assert [int(r["step"]) for r in read_log(tmp_path / "m" / "train_log.csv")] == [1, 2, 3]
+
+
+def test_set_null_clears_a_config_key_while_unset_options_do_not(tmp_path):
+    """`--set segments=null` left the config's segments in place (None meant "option not given")."""
+    from ofactl.config import parse_assignments
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("segments: guide.tsv\nteacher: tiny-random\n")
+    assert load_pretrain_config(cfg).segments == "guide.tsv"
+    cleared = load_pretrain_config(cfg, parse_assignments(["segments=null"], option="--set"), segments=None)
+    assert cleared.segments is None and cleared.teacher == "tiny-random"
+    kept = load_pretrain_config(cfg, {}, segments=None)  # an option left unset changes nothing
+    assert kept.segments == "guide.tsv"

@@ -35,10 +35,9 @@ def pretrain(
 
     from ofactl.config import parse_assignments
 
-    overrides = parse_assignments(set_ or [], option="--set")
-    overrides.update({k: v for k, v in {"data.path": data, "teacher": teacher, "segments": segments, "out": out,
-                                         "steps": max_steps}.items() if v is not None})
-    cfg = load_pretrain_config(config, **overrides)
+    assignments = parse_assignments(set_ or [], option="--set")  # `--set segments=null` clears segments
+    options = {"data.path": data, "teacher": teacher, "segments": segments, "out": out, "steps": max_steps}
+    cfg = load_pretrain_config(config, assignments, **options)
     result = run_pretrain(cfg, resume=resume, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
