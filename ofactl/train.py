@@ -223,6 +223,9 @@ class PretrainResult:
     weights_sha256: str = ""
     #: ``resume=True`` found no checkpoint (a run killed before its first one) and started afresh
     started_fresh: bool = False
+    #: the finished model became the workspace default; else the default it left in place (``kept_default``)
+    recorded_default: bool = False
+    kept_default: Path | None = None
 
 
 def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengths: torch.Tensor, lam: float,
@@ -451,14 +454,26 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                 interrupted = signal.Signals(stop.signum).name if stop.signum else "peer"
                 break
 
+    recorded, kept = False, None
     if env.is_main and step >= cfg.steps:
-        from ofactl.workspace import set_default_model
-
-        set_default_model(out)
+        recorded, kept = _record_default(out)
     digest = state_dict_digest(student.state_dict())
     D.cleanup(env)
     return PretrainResult(out, step, step >= cfg.steps, interrupted, last, time.time() - t_start,
-                          len(corpus.problems), digest, started_fresh)
+                          len(corpus.problems), digest, started_fresh, recorded, kept)
+
+
+def _record_default(out: Path) -> tuple[bool, Path | None]:
+    """Record the finished model as the workspace default unless the workspace already names another model that
+    exists (a default the user set is never replaced silently): ``(recorded, the default kept)``."""
+    from ofactl.workspace import MODEL_FILE, find_workspace, set_default_model
+
+    ws = find_workspace()
+    current = ws.model if ws is not None else None
+    if current is not None and (current / MODEL_FILE).is_file() and current.resolve() != out.resolve():
+        return False, current
+    set_default_model(out)
+    return True, None
 
 
 def state_dict_digest(state: dict[str, torch.Tensor]) -> str:

@@ -244,3 +244,30 @@ def test_any_path_survives_the_toml_round_trip(isolated: Path, name: str) -> Non
     model = Path("/models") / name
     written = set_default_model(model, root=isolated)
     assert load_workspace(written).model == model
+
+
+def test_pretrain_does_not_replace_a_default_the_user_set_and_use_sets_one(tmp_path, monkeypatch):
+    """A finished pretrain records itself only where no existing model is the default; `ofactl use DIR` sets it."""
+    from typer.testing import CliRunner
+
+    from ofactl.checkpoint import save_model
+    from ofactl.cli import app
+    from ofactl.model import OFAStudent, StudentConfig
+    from ofactl.train import _record_default
+    from ofactl.workspace import load_workspace
+
+    monkeypatch.chdir(tmp_path)
+    mine = save_model(tmp_path / "mine", OFAStudent(StudentConfig.preset("tiny")))
+    new = save_model(tmp_path / "new", OFAStudent(StudentConfig.preset("tiny")))
+    assert _record_default(mine) == (True, None)  # no default yet: recorded
+    assert _record_default(new) == (False, mine.absolute())  # the user's default stays
+    assert load_workspace(tmp_path / "ofactl.toml").model == mine.absolute()
+    out = CliRunner().invoke(app, ["use", str(new)])
+    assert out.exit_code == 0 and "default model" in out.output
+    assert load_workspace(tmp_path / "ofactl.toml").model == new.absolute()
+    bad = CliRunner().invoke(app, ["use", str(tmp_path / "nothing")])
+    assert bad.exit_code != 0 and "does not exist" in str(bad.exception)
+    import shutil
+
+    shutil.rmtree(new)  # a default that no longer exists is replaced
+    assert _record_default(mine) == (True, None)

@@ -15,5 +15,6 @@ from ofactl.cli import extract as _extract  # noqa: F401  (registers `ofactl cal
 from ofactl.cli import report as _report  # noqa: F401  (registers `ofactl profile`, `ofactl plot`)
 from ofactl.cli import probe as _probe  # noqa: F401  (registers `ofactl probe`, `ofactl sweep`)
 from ofactl.cli import compare as _compare  # noqa: F401  (registers `ofactl compare`)
+from ofactl.cli import use as _use  # noqa: F401  (registers `ofactl use`)
 
 __all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]

@@ -50,8 +50,11 @@ def pretrain(
     typer.echo(f"{result.model_dir}: step {result.step} {status} in {result.seconds:.0f} s; {losses}")
     if result.problems:
         typer.echo(f"{result.problems} corpus problem(s) skipped: run `ofactl data inspect` on the data for details")
-    if result.finished:
+    if result.finished and result.recorded_default:
         typer.echo(f"recorded as the workspace model; next: ofactl calibrate DATA --model {result.model_dir}")
+    elif result.finished:
+        typer.echo(f"the workspace model stays {result.kept_default}; make this one the default with "
+                   f"`ofactl use {result.model_dir}`; next: ofactl calibrate DATA --model {result.model_dir}")
     elif result.interrupted_by:
         # a scheduler must not read a preempted run as a success: 128 + the signal, as a shell reports it
         raise typer.Exit(128 + _signal_number(result.interrupted_by))

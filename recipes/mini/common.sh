@@ -18,6 +18,6 @@ print(FramePeriod(round(Calibration.load(sys.argv[1]).period_for(1.0).ms, 1)))" 
 }
 
 # every pretrain records itself as the workspace model (ofactl.toml); the demo's widest model stays the default
-keep_default_model() {
-  "$PYTHON" -c "import sys; from ofactl.workspace import set_default_model; set_default_model(sys.argv[1])" "$OFA"
+keep_default_model() {  # the widest OFA model is the workspace default after the demo
+  $OFACTL use "$OFA" > /dev/null
 }
