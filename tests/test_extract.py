@@ -392,13 +392,7 @@ def test_a_kill_in_the_merge_s_last_windows_then_the_same_command_exits_0_and_le
     same command finishes the file, exits 0, and no parts folder is left behind (OFACTL_FAULT kills there)."""
     from ofactl.faults import ENV
 
-    model_dir = tmp_path / "m"
-    save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
-    wavs = tmp_path / "w"
-    wavs.mkdir()
-    rng = np.random.default_rng(7)
-    for i in range(6):
-        sf.write(wavs / f"u{i}.wav", (0.1 * rng.standard_normal(8000 + 800 * i)).astype(np.float32), 16000)
+    model_dir, wavs = _tiny_corpus(tmp_path)
     out = tmp_path / "out.h5"
     cmd = [sys.executable, "-m", "ofactl", "extract", "--lambda", "1.0", str(wavs), str(out), "--model",
            str(model_dir), "--workers", "0", "--quiet"]
