@@ -169,6 +169,19 @@ def test_speech_commands_list_disagreeing_with_the_hash_is_reported(tmp_path):
     assert {u.id: u.split for u in corpus}["no/00000003_nohash_0"] == "train"  # s3prl's rule wins
 
 
+def test_speech_commands_without_its_test_set_names_the_archive_and_where_it_goes(tmp_path):
+    """Issue 17 #15: "no split 'test'" named neither the missing folder nor where it belongs."""
+    root = make_speech_commands(tmp_path, with_test=False)
+    with pytest.raises(OfactlError) as err:
+        read_corpus(root, split=["train", "dev", "test"])
+    assert err.value.message == (f"{root}: no split 'test' in this speech_commands corpus: its test set, the "
+                                 "separate archive speech_commands_test_set_v0.01.tar.gz, was not found")
+    assert str(tmp_path / "speech_commands_test_set_v0.01") in err.value.hint
+    with pytest.raises(OfactlError) as err:
+        read_corpus(root, split="eval")  # a split the layout never has keeps the plain message
+    assert err.value.message.endswith(": no split 'eval' in this speech_commands corpus")
+
+
 def test_speech_commands_test_root_option(tmp_path):
     make_speech_commands(tmp_path / "a", with_test=True)
     root = make_speech_commands(tmp_path / "b", with_test=False)
@@ -200,6 +213,10 @@ def test_voxceleb1_without_split_file_says_where_to_get_it(tmp_path):
     with pytest.raises(OfactlError) as err:
         read_corpus(root)
     assert "iden_split.txt" in str(err.value) and "robots.ox.ac.uk" in str(err.value)
+    # issue 17 #15: the hint named a split_file option the CLI does not have; it names what the user can do
+    assert err.value.message == (f"{root} looks like VoxCeleb1 (wav/id1XXXX folders) but has no iden_split.txt, "
+                                 "the official identification split")
+    assert "split_file" not in err.value.hint and "--layout generic" in err.value.hint
     assert len(read_corpus(root, split_file=tmp_path / "split.txt")) == 6
 
 

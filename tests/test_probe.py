@@ -187,3 +187,19 @@ def test_cli_probe_average_pooling_baseline(synth_corpus, calibrated_model, in_t
     assert 76 < df["measured_period_ms"].iloc[0] < 84 and (df["target_period_ms"] == 80.0).all()
     result = runner.invoke(app, args + ["--lambda", "0.5"])
     assert "needs --period" in str(result.exception)
+
+
+def test_pr_without_phone_transcripts_names_them(synth_corpus, calibrated_model, tmp_path):
+    """Issue 17 #15: `probe --task pr` on LibriSpeech without *.phones.txt said "check the dataset path"."""
+    import shutil
+
+    from ofactl.errors import OfactlError
+    from ofactl.probe import run_probe
+
+    libri = tmp_path / "LibriSpeech"
+    shutil.copytree(synth_corpus / DATA["pr"], libri, ignore=shutil.ignore_patterns("*.phones.txt", "*.flac"))
+    with pytest.raises(OfactlError) as err:
+        run_probe("pr", libri, calibrated_model, period="40ms", features_dir=tmp_path / "f")
+    assert err.value.message == (f"{libri}: split 'train-clean-100' has no phone transcripts (no "
+                                 "<speaker>-<chapter>.phones.txt beside the .trans.txt files)")
+    assert "check the dataset path" not in err.value.hint and "'<utt-id> <phone> <phone> ...'" in err.value.hint

@@ -23,5 +23,14 @@ class PhoneRecognition(CTCTask):
     def finish(self, totals):
         return {"per": ratio(totals["errors"], totals["ref"])}
 
+    def no_labels(self, data, split: str):
+        from ofactl.errors import OfactlError
+
+        return OfactlError(
+            f"{data}: split {split!r} has no phone transcripts (no <speaker>-<chapter>.phones.txt beside the "
+            ".trans.txt files)",
+            hint="LibriSpeech ships no phones: write one <speaker>-<chapter>.phones.txt per chapter folder, lines "
+                 "'<utt-id> <phone> <phone> ...' (from a G2P or forced aligner); ofactl's synthetic corpus has them")
+
 
 TASK = PhoneRecognition()

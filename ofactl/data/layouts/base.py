@@ -208,12 +208,15 @@ def finish(
     *,
     split: str | Sequence[str] | None = None,
     expected: Mapping[str, str | Path] | None = None,
+    missing: Mapping[str, tuple[str, str]] | None = None,
 ) -> Corpus:
     """Drop duplicate ids, keep the requested splits, flag empty ones, build the Corpus.
 
     Args:
         expected: split name -> the file or folder that defines it; a split in
             here with no utterance becomes an ``empty_split`` problem.
+        missing: split name -> (what was not found, where it goes) for a split
+            the layout knows but whose files are absent: asking for it names them.
         split: one split name or several; an unknown name is an error.
     """
     expected = dict(expected or {})
@@ -221,6 +224,10 @@ def finish(
     known = list(dict.fromkeys([*expected, *(u.split for u in utterances)]))
     if wanted is not None:
         unknown = sorted(wanted - set(known))
+        for name in unknown:
+            if missing and name in missing:
+                what, where = missing[name]
+                raise OfactlError(f"{root}: no split {name!r} in this {layout} corpus: {what}", hint=where)
         if unknown:
             raise OfactlError(f"{root}: no split {', '.join(map(repr, unknown))} in this {layout} corpus",
                               hint=f"known splits: {', '.join(known) or 'none'}")

@@ -131,7 +131,11 @@ def read(path: Path, *, split=None, test_root: str | Path | None = None):
                     labels={"keyword": keyword, "word": class_dir.name}))
 
     problems += _check_lists(root)
-    return finish(NAME, root, utterances, problems, split=split, expected=expected)
+    missing = None if test_dir is not None else {"test": (
+        f"its test set, the separate archive {TEST_DIR}.tar.gz, was not found",
+        f"unpack {TEST_DIR}.tar.gz into {root.parent / TEST_DIR} (next to {root.name}), "
+        f"or into {path / TEST_DIR}")}
+    return finish(NAME, root, utterances, problems, split=split, expected=expected, missing=missing)
 
 
 def _check_lists(root: Path) -> list[Problem]:

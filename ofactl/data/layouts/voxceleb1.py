@@ -57,8 +57,13 @@ def read(path: Path, *, split=None, split_file: str | Path | None = None):
         raise OfactlError(f"{path}: no VoxCeleb1 wav/id1XXXX folders found", hint=f"expected {DESCRIPTION}")
     split_path = Path(split_file) if split_file is not None else root / SPLIT_FILE
     if not split_path.is_file():
-        raise OfactlError(f"{split_path}: VoxCeleb1 identification split file not found",
-                          hint=f"download {SPLIT_FILE_URL} into {root} (or pass split_file)")
+        if split_file is not None:
+            raise OfactlError(f"{split_path}: VoxCeleb1 identification split file not found",
+                              hint="check the split_file path")
+        raise OfactlError(f"{root} looks like VoxCeleb1 (wav/id1XXXX folders) but has no {SPLIT_FILE}, the official "
+                          "identification split",
+                          hint=f"download {SPLIT_FILE_URL} into {root}; or, for a plain folder of audio, pass "
+                               "--layout generic")
     wav_roots = _wav_roots(root)
     index = DirIndex()
     utterances: list[Utterance] = []
