@@ -20,7 +20,8 @@ import torch
 
 from ofactl.model import OFAStudent, StudentConfig
 from ofactl.teacher import Teacher, TeacherConfig, init_student_from_teacher, load_teacher
-from ofactl.train import PretrainConfig, param_groups, step_lambda, step_losses
+from ofactl.pretrain_config import PretrainConfig
+from ofactl.train import param_groups, step_lambda, step_losses
 
 from common import Result, at_most, info  # benchmarks/common.py (the script's directory is on sys.path)
 

@@ -22,7 +22,6 @@ outcome files) with one paired bootstrap (:func:`ofactl.stats.paired_difference`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -92,6 +92,28 @@ def iter_audio(utts, *, chunk_s: float, max_batch_s: float, num_workers: int, pr
             progress(done, total)
 
 
+def silent_ids(item) -> list[str]:
+    """The utterances of a work item (a batch or a :class:`Long`) with no sample above the silence threshold."""
+    from ofactl.data.audio import SILENCE_PEAK, is_silent
+
+    if isinstance(item, Long):
+        return [item.id] if is_silent(item.wave) else []
+    peaks = item.audio.abs().amax(dim=1)  # zero padding never raises a peak
+    return [item.ids[i] for i in torch.nonzero(peaks < SILENCE_PEAK).flatten().tolist()]
+
+
+def silence_warning(ids: list[str], total: int) -> str | None:
+    """One warning line for all-silent utterances (None when there are none)."""
+    if not ids:
+        return None
+    from ofactl.data.audio import SILENCE_PEAK
+
+    shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+    return (f"{len(ids)} of {total} utterance(s) are all silent (no sample above {SILENCE_PEAK:g}): {shown}; "
+            "their features carry no speech and lengthen the measured frame period (`ofactl data inspect --deep` "
+            "lists them)")
+
+
 # ----------------------------------------------------------------------------- calibration
 
 
@@ -109,10 +131,12 @@ def measure_calibration(
     progress: Progress | None = None,
     report: Callable[[Any], None] | None = None,
     id_from: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ):
     """Measure the dataset frame period over a lambda grid and save it in the model directory.
 
-    Unreadable files are left out and passed to ``report(problem)`` (path, reason, detail).
+    Unreadable files are left out and passed to ``report(problem)`` (path, reason, detail);
+    ``warn(line)`` hears about all-silent utterances (they are measured, as extraction would).
 
     Args:
         model: a model directory (None: resolved as for ``--model``) or a loaded ``OFAModel``.
@@ -136,13 +160,16 @@ def measure_calibration(
         raise OfactlError(f"{data}: no readable utterances to calibrate on", hint="run `ofactl data inspect` on it")
     stats: list[AlphaStats] = []
     durations: list[float] = []
+    silent: list[str] = []
     with torch.inference_mode():
         for item in iter_audio(corpus.utterances, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
                                progress=progress):
             if isinstance(item, Failed):
                 if report is not None:
                     report(item.error)
-            elif isinstance(item, Long):
+                continue
+            silent += silent_ids(item)
+            if isinstance(item, Long):
                 _, alpha = m.front_long(item.wave, chunk_s=min(chunk_s, 30.0))
                 stats.append(alpha_stats(alpha.float().cpu()))
                 durations.append(item.wave.shape[0] / 16000)
@@ -150,6 +177,9 @@ def measure_calibration(
                 _, frame_lengths, alpha = m.student.front(item.audio.to(m.device), item.lengths.to(m.device))
                 stats.append(alpha_stats(alpha.float().cpu(), frame_lengths.cpu()))
                 durations += (item.lengths.double() / 16000).tolist()
+    line = silence_warning(silent, len(durations))
+    if line is not None and warn is not None:
+        warn(line)
     if lam_max is None:
         training = getattr(m.student, "checkpoint", None)
         trained = getattr(training, "training", None) or {}
@@ -230,21 +260,25 @@ class _Run:
 
 
 def _write_runs(m, runs: list[_Run], todo, layer, *, chunk_s: float, max_batch_s: float, num_workers: int,
-                progress: Progress | None, done: int, total: int) -> None:
+                progress: Progress | None, done: int, total: int) -> list[str]:
     """One pass over the audio of ``todo``: the CNN and alpha once per batch, then each run's lambda.
 
     Every run's writer is open (entered) by the caller; an utterance a run
-    already holds (``writer.done_ids``) is not written again.
+    already holds (``writer.done_ids``) is not written again.  Returns the ids
+    of the all-silent utterances read (written like any other).
     """
     from ofactl.features import Record
 
+    silent: list[str] = []
     for item in iter_audio(todo, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
                            progress=progress, done=done, total=total):
         if isinstance(item, Failed):
             for run in runs:
                 if item.id not in run.writer.done_ids:
                     run.writer.skip(item.id, item.path, f"{item.error.reason}: {item.error.detail}")
-        elif isinstance(item, Long):
+            continue
+        silent += silent_ids(item)
+        if isinstance(item, Long):
             for run in runs:
                 if item.id in run.writer.done_ids:
                     continue
@@ -262,6 +296,7 @@ def _write_runs(m, runs: list[_Run], todo, layer, *, chunk_s: float, max_batch_s
                 run.writer.write([Record(item.ids[i], encoded[i].features, encoded[i].frame_times_s,
                                          encoded[i].duration_s, encoded[i].lam) for i in keep])
                 run.audio_s += float(item.lengths[keep].sum()) / 16000
+    return silent
 
 
 def extract_features(
@@ -352,7 +387,7 @@ def extract_features(
         progress(done, total)
 
     with run.writer:
-        _write_runs(m, [run], todo, layer, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
+        silent = _write_runs(m, [run], todo, layer, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
                     progress=progress, done=done, total=total)
         if env.distributed:
             run.writer.flush()
@@ -366,7 +401,7 @@ def extract_features(
         summary = read_attrs(out)
     skipped = _skipped(out) if env.is_main else []
     measured = summary.get("measured_period_ms")
-    warnings = []
+    warnings = [line] if (line := silence_warning(silent, len(todo))) is not None else []  # this rank's share
     if env.is_main and p is not None and measured and abs(measured - p.ms) / p.ms > 0.05:
         warnings.append(f"measured frame period {measured:.1f}ms differs from the target {p} by "
                         f"{100 * (measured - p.ms) / p.ms:+.0f}%: calibrate on data like this, or use --exact")

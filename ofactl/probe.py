@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod

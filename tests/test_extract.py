@@ -41,7 +41,8 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
     """A tiny model pretrained briefly on the synthetic corpus, calibrated on its train split."""
-    from ofactl.train import load_pretrain_config, pretrain
+    from ofactl.pretrain_config import load_pretrain_config
+    from ofactl.train import pretrain
 
     root = tmp_path_factory.mktemp("model")
     cfg = root / "c.yaml"
@@ -525,3 +526,34 @@ def test_a_full_disk_on_a_real_tmpfs_is_one_line(tmp_path):
         assert proc.stderr.count("error:") == 1 and "no space left on device" in proc.stderr, proc.stderr[-2000:]
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_all_silent_files_are_extracted_with_one_warning(tmp_path):
+    """Issue 17 #9: an all-silent file passed calibrate and extract without a word. It is still measured and
+    written (like any utterance), but both commands name it, on the batched and on the long-file path."""
+    from typer.testing import CliRunner
+
+    from ofactl.cli import app
+
+    model_dir, wavs = _tiny_corpus(tmp_path)
+    sf.write(wavs / "hush.wav", np.zeros(9000, dtype=np.float32), 16000)
+    sf.write(wavs / "faint.wav", np.full(9000, 5e-5, dtype=np.float32), 16000)  # below the 1e-4 threshold
+    res = extract_features(wavs, tmp_path / "o.h5", model=model_dir, lam=1.0, num_workers=0)
+    assert res.n_utterances == 8
+    (line,) = [w for w in res.warnings if "silent" in w]
+    assert line.startswith("2 of 8 utterance(s) are all silent (no sample above 0.0001): faint, hush;")
+    long = extract_features(wavs, tmp_path / "l.h5", model=model_dir, lam=1.0, num_workers=0, chunk_s=0.3)
+    assert any(w.startswith("2 of 8 utterance(s) are all silent") for w in long.warnings)  # every file is "long"
+    loud = tmp_path / "loud"
+    shutil.copytree(wavs, loud)
+    (loud / "hush.wav").unlink()
+    (loud / "faint.wav").unlink()
+    assert not any("silent" in w for w in extract_features(loud, tmp_path / "q.h5", model=model_dir, lam=1.0,
+                                                          num_workers=0).warnings)
+    result = CliRunner().invoke(app, ["calibrate", str(wavs), "--model", str(model_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 of 8 utterance(s) are all silent (no sample above 0.0001): faint, hush;" in result.output
+    result = CliRunner().invoke(app, ["extract", "--lambda", "1", str(wavs), str(tmp_path / "c.h5"),
+                                      "--model", str(model_dir), "--quiet", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 of 8 utterance(s) are all silent" in result.output

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from ofactl.errors import OfactlError
-from ofactl.train import (PretrainConfig, load_pretrain_config, lr_factor, pretrain, step_lambda,
+from ofactl.pretrain_config import PretrainConfig, load_pretrain_config
+from ofactl.train import (lr_factor, pretrain, step_lambda,
                           state_dict_digest)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,7 +230,8 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(corpus, tmp_path):
     script = tmp_path / "run_ddp.py"
     script.write_text(textwrap.dedent(f"""
         import os, sys
-        from ofactl.train import load_pretrain_config, pretrain
+        from ofactl.pretrain_config import load_pretrain_config
+        from ofactl.train import pretrain
         result = pretrain(load_pretrain_config({str(cfg)!r}), progress=False)
         rank = os.environ["RANK"]
         open(os.path.join({str(tmp_path)!r}, f"rank{{rank}}.sha"), "w").write(result.weights_sha256)

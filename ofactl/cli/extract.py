@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import LayoutOption, _progress
 from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, QuietOption
@@ -45,23 +47,28 @@ def calibrate(
     quiet: QuietOption = False,
 ) -> None:
     """Measure the frame period over a lambda grid; store the table in the model directory."""
-    from ofactl.calibrate import render_table
-    from ofactl.extract import measure_calibration
-
+    precheck.existing(data, "corpus", hint="check the path of the corpus to calibrate on")
+    model = precheck.model(model)  # before torch: a wrong path is reported at once
     if plot is not None:
         from ofactl.plot import check_figure_path
 
         check_figure_path(plot)  # a bad suffix fails before the measurement, not after
+    from ofactl.calibrate import render_table
+    from ofactl.extract import measure_calibration
 
     bar, update = _progress(quiet, "calibrating")
     problems: list = []
-    kwargs = dict(split=split, layout=layout, device=device, report=problems.append, id_from=id_from)
+    warnings: list[str] = []
+    kwargs = dict(split=split, layout=layout, device=device, report=problems.append, id_from=id_from,
+                  warn=warnings.append)
     if bar is not None:
         with bar:
             cal = measure_calibration(model, data, progress=update, **kwargs)
     else:
         cal = measure_calibration(model, data, **kwargs)
     report_skipped(problems)
+    for line in warnings:
+        Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]warning:[/] {escape(line)}")
     console = Console(soft_wrap=True)
     console.print(render_table(cal))
     console.print(f"calibrated range {cal.range_text()} on {cal.n_utterances} utterances "
@@ -101,10 +108,13 @@ def extract(
     """Extract features at a frame period (or lambda) into HDF5; resumable, crash-safe, torchrun-aware."""
     import os
 
-    from ofactl.extract import extract_features
-
     if dtype not in ("float16", "float32"):
         raise OfactlError(f"--dtype must be float16 or float32, found {dtype!r}")
+    precheck.period_or_lambda(period, lam, exact=exact)  # before torch: argument errors come at once
+    precheck.existing(wavs, "input", hint="give a folder of audio, a manifest, a corpus or one audio file")
+    precheck.output_file(out)
+    model = precheck.model(model)
+    from ofactl.extract import extract_features
     main_rank = int(os.environ.get("RANK", "0")) == 0
     bar, update = _progress(quiet or not main_rank, "extracting")
     kwargs = dict(model=model, period=period, lam=lam, exact=exact, layer=layer, dtype=dtype, device=device,
@@ -124,7 +134,7 @@ def extract(
                + (f", lambda {result.lam:.4g}" if result.lam is not None and result.target_period_ms else "")
                + f" ({result.audio_s / max(result.seconds, 1e-9):.0f} audio-s/s this run)")
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if result.skipped:
         console.print(f"[yellow]warning:[/] {len(result.skipped)} file(s) skipped (recorded in the `skipped` attribute):")
         for s in result.skipped[:20]:

@@ -31,13 +31,16 @@ def pretrain(
     quiet: QuietOption = False,
 ) -> None:
     """Pretrain one OFA student: one lambda ~ U[0, lambda_max] per step (runs under torchrun too)."""
-    from ofactl.train import load_pretrain_config, pretrain as run_pretrain
-
     from ofactl.config import parse_assignments
+    from ofactl.pretrain_config import load_pretrain_config
 
+    # the config and the paths it names are checked before torch is imported (seconds on a loaded machine)
     assignments = parse_assignments(set_ or [], option="--set")  # `--set segments=null` clears segments
     options = {"data.path": data, "teacher": teacher, "segments": segments, "out": out, "steps": max_steps}
     cfg = load_pretrain_config(config, assignments, **options)
+    cfg.check_inputs()
+    from ofactl.train import pretrain as run_pretrain
+
     result = run_pretrain(cfg, resume=resume, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import _progress
 from ofactl.cli.options import DeviceOption, JsonOption, ModelOption, QuietOption
@@ -47,6 +48,8 @@ def profile(
     """MACs per second of audio by component, and throughput, at each frame period."""
     import json
 
+    if preset is None:
+        model = precheck.model(model)  # before torch: a wrong path is reported at once
     from ofactl.profile import profile_model, reduction_lines, render_profile
 
     kwargs = dict(preset=preset, periods=periods, duration_s=seconds, device=device, throughput=throughput,

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import LayoutOption, _progress
 from ofactl.cli.options import DeviceOption, QuietOption
@@ -35,14 +36,19 @@ def segment(
     quiet: QuietOption = False,
 ) -> None:
     """HuBERT-code segments (teacher layer -> k-means -> duration-penalised DP) or imported alignments."""
+    precheck.output_file(out, flag="--out")
+    if from_alignments is None:
+        if data is None or teacher is None:
+            raise OfactlError("HuBERT-code segments need DATA and --teacher",
+                              hint="or import phone alignments with --from-alignments PATH")
+        precheck.existing(data, "corpus", hint="check the path of the corpus to segment")
+        if not teacher.startswith("tiny-random"):
+            precheck.existing(teacher, "teacher", hint="pass --teacher with a HuBERT/wav2vec2 checkpoint or folder")
     from ofactl.segments import compute_segments, import_alignments
 
     if from_alignments is not None:
         table = import_alignments(from_alignments, fmt)
     else:
-        if data is None or teacher is None:
-            raise OfactlError("HuBERT-code segments need DATA and --teacher",
-                              hint="or import phone alignments with --from-alignments PATH")
         from ofactl.data.corpora import probe, read_corpus
         from ofactl.distributed import resolve_device
         from ofactl.teacher import load_teacher

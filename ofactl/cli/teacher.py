@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import LayoutOption, _progress
 from ofactl.cli.options import JsonOption, QuietOption
@@ -34,6 +35,7 @@ def train_command(
     quiet: QuietOption = False,
 ) -> None:
     """Train a small HuBERT-shaped teacher (phone CTC + speaker head) for demos without a real HuBERT."""
+    precheck.existing(data, "corpus", hint="check the path of the corpus with phone labels")
     from ofactl.teacher_train import train_teacher
 
     bar, update = _progress(quiet, "training the teacher")

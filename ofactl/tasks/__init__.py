@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ofactl.errors import OfactlError
+from ofactl.task_names import NOT_YET, check_task_name
 from ofactl.tasks import asr, er, ic, ks, pr, sid
 from ofactl.tasks import qbe
 from ofactl.tasks import sf
@@ -25,16 +25,11 @@ TASKS: dict[str, Task] = {
     "sf": sf.TASK,
 }
 
-NOT_YET = ("st",)
 
 
 def get_task(name: str) -> Task:
     """The task called ``name``; one clear error line otherwise."""
-    if name in TASKS:
-        return TASKS[name]
-    if name in NOT_YET:
-        raise OfactlError(f"task {name!r} is not supported yet", hint=f"supported: {', '.join(TASKS)}")
-    raise OfactlError(f"unknown task {name!r}", hint=f"one of: {', '.join(TASKS)}")
+    return TASKS[check_task_name(name)]
 
 
 __all__ = ["Metric", "NOT_YET", "TASKS", "Task", "get_task"]
