@@ -22,7 +22,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,108 +30,15 @@ import torch
 from torch import nn
 
 from ofactl.atomic import atomic_write
-from ofactl.config import from_dict, save_yaml, to_plain
+from ofactl.config import save_yaml, to_plain
 from ofactl.errors import OfactlError
+from ofactl.pretrain_config import PretrainConfig
 
 TRAIN_STATE = "train_state.pt"
 TRAIN_LOG = "train_log.csv"
 RESOLVED_CONFIG = "pretrain.yaml"
 LOG_FIELDS = ["step", "epoch", "lambda", "loss", "distill", "l1", "cos", "guidance_seg", "guidance_frame",
               "measured_period_ms", "audio_s", "audio_s_per_s", "lr", "grad_norm"]
-
-
-# ----------------------------------------------------------------------------- config
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with linear warm-up and linear decay (DistilHuBERT's settings by default)."""
-
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.07
-    grad_clip: float = 5.0
-
-
-@dataclass
-class DataConfig:
-    """Where the audio comes from and how it is batched."""
-
-    path: str = ""
-    layout: str | None = None
-    splits: list[str] = field(default_factory=list)  # empty: every split named train*, else all
-    crop_s: float = 15.625  # 250,000 samples
-    max_batch_s: float = 375.0  # padded seconds: 24 x 15.6 s
-    max_batch_size: int | None = 24
-    min_duration_s: float = 0.5
-    num_workers: int = 4
-
-
-@dataclass
-class PretrainConfig:
-    """Everything ``ofactl pretrain`` needs; read strictly from YAML."""
-
-    out: str = "exp/ofa/model"
-    student: str = "distilhubert"  # preset name
-    student_overrides: dict[str, Any] = field(default_factory=dict)
-    teacher: str = ""
-    init_from_teacher: bool = True
-    segments: str | None = None
-    lambda_max: float = 2.0 - 1e-5
-    fixed_lambda: float | None = None
-    steps: int = 200_000
-    accumulate: int = 1
-    w_seg: float = 0.05
-    w_frame: float = 0.5
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
-    device: str = "auto"
-    seed: int = 0
-    save_every: int = 1000
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 0.0 <= self.lambda_max < 2.0:
-            problems.append(f"lambda_max must lie in [0, 2), found {self.lambda_max}")
-        if self.fixed_lambda is not None and not 0.0 <= self.fixed_lambda < 2.0:
-            problems.append(f"fixed_lambda must lie in [0, 2), found {self.fixed_lambda}")
-        if self.steps < 1 or self.accumulate < 1 or self.save_every < 1:
-            problems.append("steps, accumulate and save_every must be >= 1")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            problems.append(f"precision must be auto, bf16 or fp32, found {self.precision!r}")
-        if problems:
-            raise OfactlError("invalid pretrain config: " + "; ".join(problems))
-
-
-def load_pretrain_config(path: str | Path | None, assignments: dict[str, Any] | None = None,
-                         **overrides: Any) -> PretrainConfig:
-    """The YAML at ``path`` (or the defaults), then ``assignments`` as given (``--set KEY=VALUE``: a None value,
-    ``--set segments=null``, clears the key), then the non-None ``overrides`` (options left unset are None).
-    Keys are dotted for nested fields (``data.path``)."""
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise OfactlError(f"config file {p} not found", hint="pass --config with an existing YAML file")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise OfactlError(f"{p}: not valid YAML ({getattr(err, 'problem', err)})") from None
-        if not isinstance(data, dict):
-            raise OfactlError(f"{p}: expected a mapping at the top level")
-    given = list((assignments or {}).items()) + [(k, v) for k, v in overrides.items() if v is not None]
-    for key, value in given:
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return from_dict(PretrainConfig, data, where=str(path) if path else "pretrain config")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -295,13 +202,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         resume = False
 
     # --- the teacher first: a wrong spec fails before any data is read
-    if not cfg.teacher:
-        raise OfactlError("no teacher given", hint="set teacher in the config or pass --teacher SPEC")
+    cfg.check_inputs()
     teacher = load_teacher(cfg.teacher, device=env.device)
 
     # --- data
-    if not cfg.data.path:
-        raise OfactlError("no training data given", hint="set data.path in the config or pass --data DIR")
     corpus = read_corpus(cfg.data.path, cfg.data.layout)
     splits = cfg.data.splits or [s for s in corpus.splits() if s.startswith("train")] or corpus.splits()
     keep = set(splits)
@@ -534,34 +438,26 @@ def _fmt(value: Any) -> Any:
 
 
 class _Progress:
-    """A rich progress bar with the loss parts, lambda, measured frame period and audio seconds per second."""
+    """Progress (:class:`ofactl.progress.ProgressLine`) with the loss parts, lambda, measured frame period and
+    audio seconds per second."""
 
     def __init__(self, enabled: bool, total: int, start: int):
-        self.enabled = enabled
+        from ofactl.progress import ProgressLine
+
+        self.line = ProgressLine("pretrain", enabled=enabled)
         self.total = total
         self.start = start
-        self._progress = None
-        self._task = None
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-            self._progress.__enter__()
-            self._task = self._progress.add_task("pretrain", total=self.total, completed=self.start, info="")
+        self.line.__enter__()
+        self.line.update(self.start, self.total)
         return self
 
     def update(self, row: dict[str, Any]) -> None:
-        if self._progress is None:
-            return
         info = (f"loss {row['loss']:.3f} (l1 {row['l1']:.3f} cos {row['cos']:.3f} seg {row['guidance_seg']:.3f} "
                 f"frame {row['guidance_frame']:.3f}) λ {row['lambda']:.2f} {row['measured_period_ms']:.0f}ms "
                 f"{row['audio_s_per_s']:.0f} audio-s/s")
-        self._progress.update(self._task, completed=row["step"], info=info)
+        self.line.update(row["step"], self.total, info)
 
     def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+        self.line.__exit__(*exc)

@@ -24,9 +24,30 @@ JOBS=${JOBS:-2}
 LANE_THREADS=${LANE_THREADS:-1}
 LANE_PIDS=()
 declare -A LANE_NAMES=() LANE_START=()
+# While lanes run, a heartbeat prints every $HEARTBEAT seconds (default 60) the newest progress line of each lane
+# log written to since the last beat: ofactl writes one progress line (with the time left) every 30 s to a log.
+HEARTBEAT=${HEARTBEAT:-60}
+HEARTBEAT_PID=""
+heartbeat() {
+  local stamp="$EXP/logs/.heartbeat" f line
+  touch "$stamp"
+  while sleep "$HEARTBEAT" > /dev/null 2>&1; do  # sleep must not hold a pipe the caller reads to its end
+    for f in "$EXP"/logs/*.log; do
+      [ "$f" -nt "$stamp" ] || continue
+      line=$(tail -c 4096 "$f" | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1)
+      [ -n "$line" ] && log "  $(basename "$f" .log): $line"
+    done
+    touch "$stamp"
+  done
+}
+heartbeat_stop() { [ -n "$HEARTBEAT_PID" ] && kill "$HEARTBEAT_PID" 2>/dev/null; HEARTBEAT_PID=""; return 0; }
+trap heartbeat_stop EXIT
 lane() {
   local name=$1; shift
   while [ ${#LANE_PIDS[@]} -ge "$JOBS" ]; do lane_reap; done
+  if [ -z "$HEARTBEAT_PID" ] && [ "$HEARTBEAT" -gt 0 ]; then
+    mkdir -p "$EXP/logs"; heartbeat & HEARTBEAT_PID=$!
+  fi
   mkdir -p "$EXP/logs"
   ( export OMP_NUM_THREADS=$LANE_THREADS; "$@" ) > "$EXP/logs/$name.log" 2>&1 &
   LANE_PIDS+=($!)
@@ -48,4 +69,4 @@ lane_reap() {
   fi
   log "  done: $name ($((SECONDS - LANE_START[$pid])) s)"
 }
-lanes_wait() { while [ ${#LANE_PIDS[@]} -gt 0 ]; do lane_reap; done; }
+lanes_wait() { while [ ${#LANE_PIDS[@]} -gt 0 ]; do lane_reap; done; heartbeat_stop; }

@@ -24,19 +24,14 @@ LayoutOption = Annotated[
 
 
 def _progress(quiet: bool, description: str):
-    """A rich progress bar usable as ``progress(done, total)``; None when quiet."""
+    """A progress display usable as ``progress(done, total)`` (a bar on a terminal, a line every 30 s in a log);
+    (None, None) when quiet."""
     if quiet:
         return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from ofactl.progress import ProgressLine
 
-    bar = Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
-    task = bar.add_task(description, total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return bar, update
+    bar = ProgressLine(description)
+    return bar, bar.update
 
 
 @data_app.command("inspect")

@@ -8,14 +8,16 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, QuietOption
 from ofactl.errors import OfactlError
+from ofactl.task_names import TASK_NAMES, check_task_name
 
-TASK_NAMES = "ks, ic, sid, er, pr, asr, qbe, sf"
+TASK_LIST = ", ".join(TASK_NAMES)
 
 TaskOption = Annotated[str, typer.Option("--task", "-t", metavar="TASK", show_default=False,
-                                         help=f"Downstream task: {TASK_NAMES}.")]
+                                         help=f"Downstream task: {TASK_LIST}.")]
 DataOption = Annotated[Optional[Path], typer.Option(
     "--data", "-d", metavar="DIR", show_default=False,
     help="The task's dataset (default: `\\[data] <task>` in ofactl.toml).")]
@@ -41,9 +43,7 @@ SeedsOption = Annotated[int, typer.Option(
 def resolve_data(task: str, data: Path | None) -> Path:
     """``--data``, else the workspace's ``[data] <task>``, else one error line saying how to set it."""
     if data is not None:
-        if not data.exists():
-            raise OfactlError(f"{data}: no such dataset folder", hint="check --data")
-        return data
+        return precheck.existing(data, "--data", hint=f"check the path of the {task} dataset")
     from ofactl.workspace import find_workspace
 
     ws = find_workspace()
@@ -64,9 +64,7 @@ def resolve_results(results: Path | None) -> Path:
 
 
 def _check_task(task: str) -> None:
-    from ofactl.tasks import get_task
-
-    get_task(task)
+    check_task_name(task)  # ofactl.tasks would import torch
 
 
 def _layer(layer: str) -> str | int:
@@ -169,21 +167,20 @@ def probe(
     if pooling != "cif" and period is None:
         raise OfactlError(f"--pooling {pooling} needs --period")
     inits = _split_list(lambda_init, float, "--lambda-init")
+    data_path = resolve_data(task, data)
+    results_path = resolve_results(results)
+    which = _layer(layer)
+    model_dir = precheck.model(model)
     if learn_lambda:
         from ofactl.adaptive import check_learnable
 
         check_learnable(task)
-    data_path = resolve_data(task, data)
-    results_path = resolve_results(results)
-    which = _layer(layer)
     from ofactl.inference import load_model
-    from ofactl.workspace import resolve_model
 
-    m = load_model(resolve_model(model), device=device)
-    status = Console(stderr=True).status(f"probing {task}") if not quiet else None
-    if status is not None:
-        status.start()
-    try:
+    m = load_model(model_dir, device=device)
+    from ofactl.progress import ProgressLine
+
+    with ProgressLine(f"probe {task}", enabled=not quiet) as status:
         from ofactl.probe import default_features_dir
 
         if learn_lambda:
@@ -196,13 +193,9 @@ def probe(
         else:
             from ofactl.probe import run_probe
 
-            update = (lambda text: status.update(f"probing {task}: {text}")) if status is not None else None
             rows = run_probe(task, data_path, m, period=period, lam=lam, lr=lr, seed=seed, n_seeds=seeds, layer=which,
                              features_dir=features_dir or default_features_dir(results_path), max_epochs=max_epochs,
-                             patience=patience, progress=update, pooling=pooling)
-    finally:
-        if status is not None:
-            status.stop()
+                             patience=patience, progress=status.stage, pooling=pooling)
     append_rows(results_path, rows)
     _print_rows(rows, results_path)
 
@@ -308,14 +301,14 @@ def sweep(
     which = _layer(layer)
     chosen_launcher = _launcher(launcher, jobs, results_path, dict(partition=slurm_partition, gpus=slurm_gpus,
                                                                    time=slurm_time, mem=slurm_mem))
+    model_dir = precheck.model(model)
     from ofactl import distributed as D
     from ofactl.inference import load_model
     from ofactl.sweep import execute, plan_sweep
     from ofactl.sweep_estimate import estimate
-    from ofactl.workspace import resolve_model
 
     env = D.setup(device)  # under torchrun: every rank extracts a share of the features, rank 0 runs the jobs
-    m = load_model(resolve_model(model), device=str(env.device) if env.distributed else device)
+    m = load_model(model_dir, device=str(env.device) if env.distributed else device)
     plan = plan_sweep(task, data_path, m, results=results_path, periods=period_list, lambdas=lambda_list, lrs=lr_list,
                       seeds=seed_list, layer=which, features_dir=features_dir, max_epochs=max_epochs,
                       patience=patience, pooling=pooling, device="auto" if chosen_launcher.name == "slurm" else device)
@@ -326,14 +319,10 @@ def sweep(
     if quiet or not env.is_main:
         summary = execute(plan, chosen_launcher)
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from ofactl.progress import ProgressLine
 
-        bar = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
-        handle = bar.add_task(task, total=None)
-        with bar:
-            summary = execute(plan, chosen_launcher, progress=lambda done, total, text: bar.update(
-                handle, completed=done, total=total, description=text))
+        with ProgressLine(f"sweep {task}") as bar:
+            summary = execute(plan, chosen_launcher, progress=bar.update)
     if not env.is_main:
         return
     console = Console(soft_wrap=True, highlight=False)

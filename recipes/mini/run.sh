@@ -43,20 +43,20 @@ source recipes/mini/common.sh
 if run_stage 0 synth; then
   log "stage 0: synthesise the corpus (espeak-ng, $SPEAKERS voices; >= $TEST_UTTS test, >= $DEV_UTTS dev utterances per task)"
   $OFACTL data synth "$CORPUS" --speakers "$SPEAKERS" --held-out-speakers "$HELD_OUT" --utterances "$UTTERANCES" \
-    --dev-utterances "$DEV_UTTS" --test-utterances "$TEST_UTTS" --quiet
+    --dev-utterances "$DEV_UTTS" --test-utterances "$TEST_UTTS"
   done_stage synth
 fi
 
 if run_stage 1 teacher; then
   log "stage 1: train the teacher (tiny HuBERT shape; phone CTC + speaker head, $TEACHER_STEPS steps)"
-  $OFACTL teacher train "$CORPUS/LibriSpeech" --out "$EXP/teacher" --steps "$TEACHER_STEPS" --quiet
+  $OFACTL teacher train "$CORPUS/LibriSpeech" --out "$EXP/teacher" --steps "$TEACHER_STEPS"
   done_stage teacher
 fi
 
 if run_stage 2 segments; then
   log "stage 2: guidance segments (teacher layer 4 -> k-means -> DP)"
   $OFACTL segment "$CORPUS/LibriSpeech" --split train-clean-100 --teacher "$TEACHER" --layer 4 \
-    --clusters 50 --smoothing 2 --out "$EXP/segments.tsv" --quiet
+    --clusters 50 --smoothing 2 --out "$EXP/segments.tsv"
   done_stage segments
 fi
 
@@ -65,7 +65,7 @@ pretrain() {  # pretrain DIR [--set KEY=VALUE ...]
   local resume=""
   [ -f "$out/train_state.pt" ] && resume="--resume"
   $OFACTL pretrain --config recipes/mini/pretrain.yaml --data "$CORPUS/LibriSpeech" --teacher "$TEACHER" \
-    --segments "$EXP/segments.tsv" --out "$out" --max-steps "$STEPS" $resume --quiet "$@"
+    --segments "$EXP/segments.tsv" --out "$out" --max-steps "$STEPS" $resume "$@"
 }
 
 if run_stage 3 pretrain; then
@@ -84,10 +84,10 @@ fi
 if run_stage 4 calibrate; then
   log "stage 4: calibrate the five models on the train split ($EXP/calibration.png: the widest model's curve)"
   lane calibrate-ofa-lmax2 $OFACTL calibrate "$CORPUS/LibriSpeech" --model "$OFA" --split train-clean-100 \
-    --plot "$EXP/calibration.png" --quiet
+    --plot "$EXP/calibration.png"
   for model in "$OFA15" "$OFA1" "$FIXED" "$PLAIN"; do
     lane "calibrate-$(basename "$model")" $OFACTL calibrate "$CORPUS/LibriSpeech" --model "$model" \
-      --split train-clean-100 --quiet
+      --split train-clean-100
   done
   lanes_wait
   done_stage calibrate
@@ -99,7 +99,7 @@ sweep() {  # ofactl sweep; exit 3 (some points failed, recorded in the table) is
 
 sweep_job() {  # sweep_job TASK GROUP: one group of models' points for one task (a lane each, finest first)
   local task=$1 group=$2 p1
-  local args=(--task "$task" --data "$CORPUS/${DATA[$task]}" --results "$RESULTS" --lrs "${LR[$task]}" --quiet
+  local args=(--task "$task" --data "$CORPUS/${DATA[$task]}" --results "$RESULTS" --lrs "${LR[$task]}"
               $PROBE_ARGS)
   p1=$(fixed_period)
   case $group in
@@ -118,7 +118,7 @@ sweep_job() {  # sweep_job TASK GROUP: one group of models' points for one task 
 
 adaptive_job() {  # adaptive_job TASK INIT: a learned lambda from one initial lambda
   $OFACTL probe --task "$1" --data "$CORPUS/${DATA[$1]}" --model "$OFA" --learn-lambda --lambda-init "$2" \
-    --lr "${LR[$1]}" --results "$RESULTS" --quiet $PROBE_ARGS
+    --lr "${LR[$1]}" --results "$RESULTS" $PROBE_ARGS
   touch "$EXP/.adaptive-$1-$2.done"
 }
 

@@ -35,8 +35,8 @@ if run_stage 1 why-pretrain; then
   resume=""
   [ -f "$LONGER/train_state.pt" ] && resume="--resume"
   $OFACTL pretrain --config recipes/mini/pretrain.yaml --data "$CORPUS/LibriSpeech" --teacher "$TEACHER" \
-    --segments "$EXP/segments.tsv" --out "$LONGER" --max-steps $((FACTOR * STEPS)) $resume --quiet
-  $OFACTL calibrate "$CORPUS/LibriSpeech" --model "$LONGER" --split train-clean-100 --quiet
+    --segments "$EXP/segments.tsv" --out "$LONGER" --max-steps $((FACTOR * STEPS)) $resume
+  $OFACTL calibrate "$CORPUS/LibriSpeech" --model "$LONGER" --split train-clean-100
   keep_default_model
   done_stage why-pretrain
 fi
@@ -44,7 +44,7 @@ fi
 P1=$(fixed_period)  # where claim (a) compares
 
 why_sweep() {  # why_sweep TASK
-  local args=(--task "$1" --data "$CORPUS/${DATA[$1]}" --results "$RESULTS" --lrs "${LR[$1]}" --quiet $PROBE_ARGS)
+  local args=(--task "$1" --data "$CORPUS/${DATA[$1]}" --results "$RESULTS" --lrs "${LR[$1]}" $PROBE_ARGS)
   $OFACTL sweep "${args[@]}" --model "$LONGER" --periods "$PERIODS,$P1" || [ $? -eq 3 ]
   $OFACTL sweep "${args[@]}" --model "$LONGER" --periods "$UNIFORM_PERIODS" --pooling uniform || [ $? -eq 3 ]
 }
