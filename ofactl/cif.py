@@ -8,7 +8,8 @@
   output ``n`` is the ``alpha``-weighted sum of the input frames whose running
   sum of ``alpha`` lies in ``[n, n + 1)``; a frame that crosses an integer
   splits its weight between the two outputs.  Vectorised: one float64 prefix
-  sum and two ``index_add`` passes, no loop over time.
+  sum and one weighted bag sum that reads each input row once, no loop over
+  time.
 * :class:`AlphaModule` predicts ``alpha`` from CNN features.
 
 Conventions: shapes are ``(batch, frame, feature)``; ``lengths`` are ``(batch,)``
@@ -48,14 +49,22 @@ class CIFOutput(NamedTuple):
     centers: Tensor
 
 
-def _check_lengths(lengths: Tensor | None, batch: int, max_len: int, device: torch.device) -> Tensor:
+def _check_lengths(lengths: Tensor | None, batch: int, max_len: int, device: torch.device,
+                   check_range: bool = True) -> Tensor:
+    """``lengths`` as int64 on ``device`` (``max_len`` each if None); its range is
+    checked here unless the caller does it (:func:`cif`, in its one host sync)."""
     if lengths is None:
         return torch.full((batch,), max_len, dtype=torch.long, device=device)
     if lengths.ndim != 1 or lengths.shape[0] != batch:
         raise ValueError(f"expected lengths of shape ({batch},), found {tuple(lengths.shape)}")
-    if batch and (int(lengths.min()) < 0 or int(lengths.max()) > max_len):
-        raise ValueError(f"lengths must lie in [0, {max_len}], found [{int(lengths.min())}, {int(lengths.max())}]")
+    if check_range and batch:
+        _check_length_range(int(lengths.min()), int(lengths.max()), max_len)
     return lengths.to(device=device, dtype=torch.long)
+
+
+def _check_length_range(low: int, high: int, max_len: int) -> None:
+    if low < 0 or high > max_len:
+        raise ValueError(f"lengths must lie in [0, {max_len}], found [{low}, {high}]")
 
 
 def modify_alpha(alpha: Tensor, lam: float | Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -123,6 +132,22 @@ def cif(x: Tensor, alpha: Tensor, lengths: Tensor | None = None) -> CIFOutput:
         Gradients reach ``x`` and ``alpha`` (through the prefix sum; the
         firing indices carry no gradient).  ``out`` has ``x``'s dtype; the
         weighted sum accumulates in at least float32.
+
+    Algorithm.  A float64 prefix sum ``csum`` of ``alpha`` decides the firings:
+    frame ``t`` lies in output ``prev[t] = floor(csum[t - 1] + FIRE_EPS)`` with
+    weight ``w_prev[t]``, and a frame that fires also starts output
+    ``next[t] = floor(csum[t] + FIRE_EPS)`` with the remainder ``w_next[t]``.
+    These (frame, output, weight) *entries*, one per frame plus one per fired
+    frame, are ordered by frame and by output at once, so that one weighted
+    bag sum (``embedding_bag``, bags = outputs) reads each row of ``x`` once
+    and writes each output once (:class:`_PoolFrames`).  Entries of padded
+    frames and of the dropped tail are left out altogether, so nothing from
+    them (NaN included) reaches an output or a gradient.  The backward is the
+    same bag sum the other way round (bags = frames) for ``x`` and one dot
+    product per entry for the weights, from where autograd carries the
+    gradient through the float64 prefix sum to ``alpha``.  One host sync
+    reads the output sizes together with the range checks of ``lengths`` and
+    ``alpha``.
     """
     if x.ndim != 3:
         raise ValueError(f"expected x of shape (batch, frame, feature), found {tuple(x.shape)}")
@@ -130,55 +155,111 @@ def cif(x: Tensor, alpha: Tensor, lengths: Tensor | None = None) -> CIFOutput:
         raise ValueError(f"expected alpha of shape {tuple(x.shape[:2])} (batch, frame), found {tuple(alpha.shape)}")
     batch, max_len, dim = x.shape
     device = x.device
-    lengths = _check_lengths(lengths, batch, max_len, device)
+    # (without frames there is no host sync below to check the range in)
+    lengths = _check_lengths(lengths, batch, max_len, device, check_range=max_len == 0)
     if max_len == 0:
         return CIFOutput(x.new_zeros(batch, 0, dim), torch.zeros(batch, dtype=torch.long, device=device),
                          torch.zeros(batch, 0, dtype=torch.float64, device=device))
     valid = valid_mask(lengths, max_len)
-    acc_dtype = torch.promote_types(x.dtype, torch.float32)
 
-    # Firing decisions from a float64 prefix sum.
-    a64 = alpha.to(torch.float64).masked_fill(~valid, 0.0)
+    # Firing decisions from a float64 prefix sum (padded frames weigh 0, so never fire).
+    a64 = torch.where(valid, alpha.to(torch.float64), 0.0)
     csum = torch.cumsum(a64, dim=1)  # (B, T), carries gradient to alpha
     with torch.no_grad():
-        if batch and float(a64.max()) > 1.0 + FIRE_EPS:
-            raise ValueError(f"alpha must lie in [0, 1] (at most one fire per frame), found max {float(a64.max()):.6g}")
-        if batch and float(a64.min()) < 0.0:
-            raise ValueError(f"alpha must lie in [0, 1], found min {float(a64.min()):.6g}")
         fires_after = torch.floor(csum + FIRE_EPS).long()  # outputs completed after frame t
         fires_before = torch.nn.functional.pad(fires_after[:, :-1], (1, 0))  # output frame t starts in
-        fired = (fires_after > fires_before) & valid
+        fired = fires_after > fires_before
         out_lengths = fires_after[:, -1]
-        n_max = int(out_lengths.max()) if batch else 0
+        # Pairs (t, fires_before[t]) and (t, fires_after[t]) in frame order, kept
+        # where the output is valid and, for the second, t fires.  Padded frames
+        # have fires_before == out_lengths: no pair of theirs is kept.
+        pair_out = torch.stack([fires_before, fires_after], dim=-1)  # (B, T, 2)
+        kept = pair_out < out_lengths[:, None, None]
+        kept[..., 1] &= fired
+        kept = kept.view(-1)
+        n_max = n_kept = 0
+        if batch:  # the one host sync: the range checks and the output sizes
+            len_min, len_max, a_min, a_max, n_max, n_kept = torch.stack(
+                [*lengths.aminmax(), *a64.aminmax(), out_lengths.max(), kept.sum()]).tolist()
+            _check_length_range(int(len_min), int(len_max), max_len)
+            if a_max > 1.0 + FIRE_EPS:
+                raise ValueError(f"alpha must lie in [0, 1] (at most one fire per frame), found max {a_max:.6g}")
+            if a_min < 0.0:
+                raise ValueError(f"alpha must lie in [0, 1], found min {a_min:.6g}")
+            n_max, n_kept = int(n_max), int(n_kept)
+    if n_max == 0:  # nothing fires: empty, but still attached to the graph
+        return CIFOutput((x[:, :0] * alpha[:, :0, None]).to(x.dtype), out_lengths,
+                         torch.zeros(batch, 0, dtype=torch.float64, device=device))
 
     # Weight of frame t for output fires_after[t] (the remainder beyond the
-    # integer) and for output fires_before[t] (the rest of alpha_t).
-    remainder = torch.where(fired, (csum - fires_after.to(csum.dtype)).clamp(min=0.0), torch.zeros_like(csum))
-    remainder = torch.minimum(remainder, a64)
-    w_next = remainder
-    w_prev = a64 - remainder
+    # integer) and for output fires_before[t] (the rest of alpha_t).  The
+    # remainder stays below alpha_t: a fire means csum[t - 1] + FIRE_EPS < fires_after[t].
+    remainder = torch.where(fired, (csum - fires_after.to(csum.dtype)).clamp(min=0.0), 0.0)
+    w_pair = torch.stack([a64 - remainder, remainder], dim=-1).view(-1)
 
-    # Scatter into n_max + 1 slots per utterance (the last collects the tail),
-    # then drop every slot at or beyond the utterance's own output length.
-    slots = n_max + 1
-    base = (torch.arange(batch, device=device) * slots)[:, None]
-    idx_prev = (base + fires_before.clamp(max=slots - 1)).reshape(-1)
-    idx_next = (base + fires_after.clamp(max=slots - 1)).reshape(-1)
-    xs = x.to(acc_dtype).masked_fill(~valid[..., None], 0.0).reshape(-1, dim)
-    out = torch.zeros(batch * slots, dim, dtype=acc_dtype, device=device)
-    out = out.index_add(0, idx_prev, xs * w_prev.to(acc_dtype).reshape(-1, 1))
-    out = out.index_add(0, idx_next, xs * w_next.to(acc_dtype).reshape(-1, 1))
-    out = out.view(batch, slots, dim)[:, :n_max]
-    keep = valid_mask(out_lengths, n_max)
-    out = out.masked_fill(~keep[..., None], 0.0).to(x.dtype)
+    # The kept pairs are the entries, sorted by frame and by output at once.
+    n_bags = batch * n_max
+    with torch.no_grad():
+        rank = torch.cumsum(kept, dim=0)  # kept pairs up to and including each pair
+        pair = torch.arange(kept.numel(), device=device)
+        entry_pair = torch.empty(n_kept + 1, dtype=torch.long, device=device)
+        entry_pair = entry_pair.scatter_(0, torch.where(kept, rank - 1, n_kept), pair)[:n_kept]
+        frame_of = entry_pair >> 1
+        base = (torch.arange(batch, device=device) * n_max)[:, None, None]
+        bag_of = (pair_out + base).view(-1).index_select(0, entry_pair)
+        bag_offsets = torch.searchsorted(bag_of, torch.arange(n_bags, device=device))
+        frame_offsets = torch.nn.functional.pad(rank.view(-1, 2)[:-1, 1], (1, 0))
+    weights = w_pair.index_select(0, entry_pair)
 
     with torch.no_grad():
-        t_index = torch.arange(max_len, device=device, dtype=torch.float64).expand(batch, max_len).reshape(-1)
-        centers = torch.zeros(batch * slots, dtype=torch.float64, device=device)
-        centers.index_add_(0, idx_prev, t_index * w_prev.detach().reshape(-1))
-        centers.index_add_(0, idx_next, t_index * w_next.detach().reshape(-1))
-        centers = centers.view(batch, slots)[:, :n_max].masked_fill(~keep, 0.0)
-    return CIFOutput(out, out_lengths, centers)
+        centers = torch.zeros(n_bags, dtype=torch.float64, device=device)
+        centers.index_add_(0, bag_of, weights.detach() * torch.remainder(frame_of, max_len))
+        centers = centers.view(batch, n_max)
+
+    acc_dtype = torch.promote_types(x.dtype, torch.float32)
+    frames = x.reshape(batch * max_len, dim).to(acc_dtype)
+    out = _PoolFrames.apply(frames, weights.to(acc_dtype), frame_of, bag_of, bag_offsets, frame_offsets)
+    return CIFOutput(out.view(batch, n_max, dim).to(x.dtype), out_lengths, centers)
+
+
+#: The fused kernel behind ``embedding_bag``'s per-sample-weight gradient (an internal ATen op, stable for years;
+#: where a torch build lacks it, the plain gather below gives the same numbers with one more temporary).
+_PER_SAMPLE_WEIGHTS_BACKWARD = getattr(torch.ops.aten, "_embedding_bag_per_sample_weights_backward", None)
+
+
+class _PoolFrames(torch.autograd.Function):
+    """``out[n] = sum_e weights[e] * frames[frame_of[e]]`` over the entries ``e`` with ``bag_of[e] == n``.
+
+    The entries are sorted by output (``bag_offsets[n]``: the first entry of
+    output ``n``) and by frame (``frame_offsets[t]``: the first entry of frame
+    ``t``; a frame without entries gets a zero gradient).  Forward and the
+    ``frames`` gradient are one ``embedding_bag`` each (bags = outputs, then
+    bags = frames); the ``weights`` gradient ``<frames[frame_of[e]],
+    grad[bag_of[e]]>`` is the fused kernel that autograd itself uses for
+    ``embedding_bag``'s per-sample weights.
+    """
+
+    @staticmethod
+    def forward(ctx, frames: Tensor, weights: Tensor, frame_of: Tensor, bag_of: Tensor, bag_offsets: Tensor,
+                frame_offsets: Tensor) -> Tensor:
+        ctx.save_for_backward(frames, weights, frame_of, bag_of, bag_offsets, frame_offsets)
+        # detached (here and in backward): embedding_bag then skips the bookkeeping for its own backward
+        return nn.functional.embedding_bag(frame_of, frames.detach(), bag_offsets, mode="sum",
+                                           per_sample_weights=weights.detach())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        frames, weights, frame_of, bag_of, bag_offsets, frame_offsets = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_frames = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_frames = nn.functional.embedding_bag(bag_of, grad, frame_offsets, mode="sum",
+                                                      per_sample_weights=weights.detach())
+        if ctx.needs_input_grad[1] and _PER_SAMPLE_WEIGHTS_BACKWARD is not None:
+            grad_weights = _PER_SAMPLE_WEIGHTS_BACKWARD(grad, frames, frame_of, bag_offsets, bag_of, 0, -1)  # sum mode
+        elif ctx.needs_input_grad[1]:
+            grad_weights = (frames.index_select(0, frame_of) * grad.index_select(0, bag_of)).sum(-1)
+        return grad_frames, grad_weights, None, None, None, None
 
 
 class AlphaModule(nn.Module):

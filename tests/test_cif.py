@@ -201,6 +201,81 @@ def test_half_precision_alpha():
         torch.testing.assert_close(res.out.float(), ref.out, rtol=2e-3, atol=2e-3)
 
 
+def test_garbage_in_padding_reaches_no_output_or_gradient():
+    """NaN and inf in padded frames (of x and of alpha) change neither outputs nor gradients."""
+    x, alpha, lens = random_batch(5, [30, 12, 0, 7])
+    results = []
+    for fill in (0.0, float("nan"), float("inf")):
+        xf, af = x.clone(), alpha.clone()
+        for b, n in enumerate(lens.tolist()):
+            xf[b, n:] = fill
+            af[b, n:] = fill
+        xf.requires_grad_(True)
+        af.requires_grad_(True)
+        res = cif(xf, modify_alpha(af, 0.6, lens), lens)
+        (res.out * torch.randn(res.out.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+        assert torch.isfinite(res.out).all() and torch.isfinite(xf.grad).all() and torch.isfinite(af.grad).all()
+        results.append((res.out, res.centers, xf.grad, af.grad))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.6, 0.3])
+def test_gradcheck(scale):
+    """Analytic gradients w.r.t. x and alpha (padded batch, float64) equal finite differences.
+
+    Generic weights: no prefix sum sits on a firing threshold, where the
+    output has a kink (as for lam = 0, alpha == 1, or a guard-scaled sum of 1).
+    """
+    x, alpha, lens = random_batch(3, [11, 7, 0], dim=3, dtype=torch.float64)
+    x.requires_grad_(True)
+    alpha = (alpha * scale).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda xx, aa: cif(xx, aa, lens).out, (x, alpha), atol=1e-7)
+
+
+def test_gradient_to_one_input_only():
+    """x alone or alpha alone may require a gradient; each gets the one it gets when both do."""
+    x, alpha, lens = random_batch(8, [25, 18])
+    alpha_mod = modify_alpha(alpha, 1.2, lens).detach()
+    proj = torch.randn(cif(x, alpha_mod, lens).out.shape)
+    both = (x.clone().requires_grad_(True), alpha_mod.clone().requires_grad_(True))
+    (cif(*both, lens).out * proj).sum().backward()
+    only_x = x.clone().requires_grad_(True)
+    (cif(only_x, alpha_mod, lens).out * proj).sum().backward()
+    only_alpha = alpha_mod.clone().requires_grad_(True)
+    (cif(x, only_alpha, lens).out * proj).sum().backward()
+    assert torch.equal(only_x.grad, both[0].grad) and torch.equal(only_alpha.grad, both[1].grad)
+
+
+def test_bfloat16_accumulates_in_float32():
+    x, alpha, lens = random_batch(4, [300, 220])
+    alpha_mod = modify_alpha(alpha, 1.5, lens)
+    res = cif(x.bfloat16(), alpha_mod, lens)
+    ref = cif(x.bfloat16().float(), alpha_mod, lens)
+    assert res.out.dtype == torch.bfloat16
+    torch.testing.assert_close(res.out, ref.out.bfloat16(), rtol=0, atol=0)  # one rounding, at the end
+
+
+def test_non_contiguous_input():
+    x, alpha, lens = random_batch(6, [20, 13], dim=4)
+    x_t = x.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
+    alpha_mod = modify_alpha(alpha, 0.8, lens)
+    assert not x_t.is_contiguous()
+    assert torch.equal(cif(x_t, alpha_mod, lens).out, cif(x, alpha_mod, lens).out)
+
+
+def test_empty_output_keeps_the_graph():
+    x = torch.randn(2, 4, 3, requires_grad=True)
+    alpha = torch.full((2, 4), 0.1, requires_grad=True)
+    res = cif(x, alpha)
+    assert res.out.shape == (2, 0, 3) and res.centers.shape == (2, 0)
+    res.out.sum().backward()
+    assert torch.all(x.grad == 0) and torch.all(alpha.grad == 0)
+    res = cif(torch.randn(0, 5, 3), torch.rand(0, 5))
+    assert res.out.shape == (0, 0, 3) and res.lengths.shape == (0,)
+
+
 def test_rejects_bad_shapes_and_values():
     with pytest.raises(ValueError, match="batch, frame, feature"):
         cif(torch.randn(4, 3), torch.rand(4, 3))
@@ -327,3 +402,21 @@ def test_per_utterance_lambda_equals_one_by_one():
         assert torch.all(batched[b, n:] == 0)
     with pytest.raises(ValueError, match="batch"):
         modify_alpha(alpha, torch.tensor([0.1, 0.2]), lens)
+
+
+def test_the_weight_gradient_without_the_fused_kernel_is_the_same(monkeypatch):
+    """Where a torch build lacks aten::_embedding_bag_per_sample_weights_backward, the plain gather takes over."""
+    import ofactl.cif as C
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 40, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    alpha = (0.2 + 0.7 * torch.rand(3, 40, dtype=torch.float64, generator=g)).requires_grad_()
+    lens = torch.tensor([40, 25, 7])
+    grads = []
+    for kernel in (C._PER_SAMPLE_WEIGHTS_BACKWARD, None):
+        monkeypatch.setattr(C, "_PER_SAMPLE_WEIGHTS_BACKWARD", kernel)
+        out = cif(x, alpha, lens).out
+        grads.append(torch.autograd.grad((out * torch.arange(out.numel()).view_as(out)).sum(), (x, alpha)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(lambda xx, aa: cif(xx, aa, lens).out, (x, alpha), atol=1e-7)
