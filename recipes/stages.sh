@@ -28,7 +28,8 @@ declare -A LANE_NAMES=() LANE_START=()
 # log written to since the last beat: ofactl writes one progress line (with the time left) every 30 s to a log.
 HEARTBEAT=${HEARTBEAT:-60}
 HEARTBEAT_PID=""
-heartbeat() {
+heartbeat() {  # runs in the background: a failure here must never stop the recipe
+  set +e +o pipefail
   local stamp="$EXP/logs/.heartbeat" f line
   touch "$stamp"
   while sleep "$HEARTBEAT" > /dev/null 2>&1; do  # sleep must not hold a pipe the caller reads to its end
@@ -47,6 +48,7 @@ lane() {
   while [ ${#LANE_PIDS[@]} -ge "$JOBS" ]; do lane_reap; done
   if [ -z "$HEARTBEAT_PID" ] && [ "$HEARTBEAT" -gt 0 ]; then
     mkdir -p "$EXP/logs"; heartbeat & HEARTBEAT_PID=$!
+    disown "$HEARTBEAT_PID"  # not a job: `wait -n` in lane_reap must only ever see the lanes
   fi
   mkdir -p "$EXP/logs"
   ( export OMP_NUM_THREADS=$LANE_THREADS; "$@" ) > "$EXP/logs/$name.log" 2>&1 &
