@@ -35,13 +35,13 @@ def make_teacher(preset: str) -> Teacher:
     return Teacher(base)
 
 
-def run(preset: str, batches, lams, warmup: int) -> tuple[float, list[float]]:
+def run(preset: str, batches, lams, warmup: int, precision: str = "fp32") -> tuple[float, list[float]]:
     torch.manual_seed(0)
     teacher = make_teacher(preset)
     student = OFAStudent(StudentConfig.preset(preset))
     init_student_from_teacher(student, teacher)
     student.train()
-    cfg = PretrainConfig(precision="fp32")
+    cfg = PretrainConfig(precision=precision)
     opt = torch.optim.AdamW(param_groups(student, 0.01), lr=2e-4)
     times, periods = [], []
     for i, ((audio, lengths), lam) in enumerate(zip(batches, lams)):

@@ -43,6 +43,12 @@ def above(benchmark: str, key: str, quantity: str, value: float, limit: float) -
     return Result(benchmark, quantity, value, "x", f"> {limit:.2f}x", value > limit, key)
 
 
+def at_least(benchmark: str, key: str, quantity: str, value: float, limit: float, unit: str = "x") -> Result:
+    """A quantity whose goal is ``value >= limit`` (a ratio by default)."""
+    goal = f">= {limit:.2f}x" if unit == "x" else f">= {format_value(limit, unit)}"
+    return Result(benchmark, quantity, value, unit, goal, value >= limit, key)
+
+
 def info(benchmark: str, key: str, quantity: str, value: float, unit: str) -> Result:
     """A result without a goal (informative)."""
     return Result(benchmark, quantity, value, unit, None, None, key)

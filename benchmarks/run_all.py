@@ -7,7 +7,7 @@ Ratios ("x") are measured side by side in one run, so they hold on a noisy
 machine where absolute times do not.  A missed goal is marked in the table,
 never an error: the exit status is 0 whenever the benchmarks ran.
 
-Run: python benchmarks/run_all.py [--quick] [--long-minutes N] [--only cif,extract,pretrain,probe]
+Run: python benchmarks/run_all.py [--quick] [--long-minutes N] [--only cif,extract,pretrain,probe,precision]
                                   [--threads N] [--json FILE] [--verbose]
 (``make bench ARGS=--quick``).  ``--tiny`` runs the smallest sizes, for tests:
 its numbers only show that everything runs.
@@ -32,11 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench_*.py modul
 
 import bench_cif  # noqa: E402
 import bench_extract  # noqa: E402
+import bench_precision  # noqa: E402
 import bench_pretrain  # noqa: E402
 import bench_probe  # noqa: E402
 from common import Result, format_value  # noqa: E402
 
-BENCHMARKS = {"cif": bench_cif, "extract": bench_extract, "pretrain": bench_pretrain, "probe": bench_probe}
+BENCHMARKS = {"cif": bench_cif, "extract": bench_extract, "pretrain": bench_pretrain, "probe": bench_probe,
+              "precision": bench_precision}
 
 # --tiny: the smallest sizes that run every code path (tests; numbers not meaningful)
 TINY = {
@@ -44,6 +46,7 @@ TINY = {
     "extract": {"preset": "tiny", "batches": 1, "batch": 2, "seconds": 1.0, "repeat": 1},
     "pretrain": {"preset": "tiny", "steps": 4, "batch": 2, "seconds": 1.0},
     "probe": {"base_gb": 0.004, "scales": (1, 2), "sweep": False},
+    "precision": {"preset": "tiny", "batch": 2, "seconds": 1.0, "steps": 2},
 }
 
 

@@ -52,7 +52,7 @@ def _check_init(lam_init: float, lam_max: float) -> None:
 class AdaptiveUpstream:
     """Frozen student back end with a trainable lambda; callable as ``upstream(inputs) -> (x, lengths)``."""
 
-    def __init__(self, student, lam_max: float, lam_init: float, layer: str | int = "last"):
+    def __init__(self, student, lam_max: float, lam_init: float, layer: str | int = "last", precision: str = "fp32"):
         from ofactl.inference import parse_layer
 
         _check_init(lam_init, lam_max)
@@ -66,6 +66,7 @@ class AdaptiveUpstream:
         self.norm: Standardize | None = None
         self.last_rate: Tensor | None = None
         self.device = next(student.parameters()).device
+        self.precision = precision  # resolved (fp32 or bf16): the CIF and transformer run under it
 
     @property
     def lam(self) -> Tensor:
@@ -81,9 +82,12 @@ class AdaptiveUpstream:
             alpha[i, : c.alpha.shape[0]] = c.alpha
         feats, alpha, lengths = feats.to(self.device), alpha.to(self.device), lengths.to(self.device)
         lam = self.lam.to(self.device)
-        out = self.student.back(feats, lengths, alpha, lam, predict=False)
+        from ofactl.precision import autocast
+
+        with autocast(self.device, self.precision):
+            out = self.student.back(feats, lengths, alpha, lam, predict=False)
         self.last_rate = out.alpha_mod.sum() / lengths.sum().clamp(min=1)
-        return out.hidden_states[self.layer], out.lengths, lengths
+        return out.hidden_states[self.layer].float(), out.lengths, lengths
 
     def __call__(self, inputs: list[Cached]) -> tuple[Tensor, Tensor]:
         x, lengths, _ = self.encode(inputs)
@@ -101,7 +105,7 @@ def _cache_split(model, data, task: Task, split: str, out: Path) -> Path:
     from ofactl.features import FeatureWriter, is_complete, read_attrs, run_fingerprint
 
     attrs = {"content": "pre-cif", "layer": 0, "lambda": 0.0, "model_sha256": model.model_sha256,
-             "data": str(Path(data).resolve()), "split": split, "task": task.name}
+             "data": str(Path(data).resolve()), "split": split, "task": task.name, "precision": model.precision}
     if is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, "float32"):
         return out
     corpus = probe(read_corpus(data, task.layout, split=split))
@@ -117,7 +121,9 @@ def _cache_split(model, data, task: Task, split: str, out: Path) -> Path:
                 writer.skip(u.id, u.path, str(err))
                 continue
             audio = wave[None].to(model.device)
-            feats, frame_lengths, alpha = model.student.front(audio, torch.tensor([wave.shape[0]], device=model.device))
+            with model.autocast():
+                feats, frame_lengths, alpha = model.student.front(audio, torch.tensor([wave.shape[0]],
+                                                                                     device=model.device))
             n = int(frame_lengths[0])
             both = torch.cat([feats[0, :n].float(), alpha[0, :n].float()[:, None]], dim=1).cpu()
             times = (torch.arange(n, dtype=torch.float64) + 0.5) * 0.02
@@ -198,6 +204,7 @@ def run_adaptive(
     device: str | None = None,
     features_dir: str | Path | None = None,
     on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
+    precision: str = "auto",
 ) -> list[ResultRow]:
     """Train probes with a learned lambda; returns the results rows (test metrics and the dev primary metric).
 
@@ -212,7 +219,7 @@ def run_adaptive(
     from ofactl.probe import default_features_dir, features_path, labelled
 
     task = check_learnable(task)
-    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
+    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu", precision=precision)
     if rate_penalty < 0:
         raise OfactlError(f"--rate-penalty must be >= 0, found {rate_penalty:g}")
     if n_seeds < 1:
@@ -238,7 +245,7 @@ def run_adaptive(
     examples: dict[str, list[Example]] = {}
     for role, split in roles.items():
         path = _cache_split(m, data, task, split,
-                            features_path(features_dir, m.model_sha256, task.name, split, "precif", data=data))
+                            features_path(features_dir, m.model_sha256, task.name, split, "precif", data=data, precision=m.precision))
         examples[role] = _stored_split(path, labels[role], task, vocab)
         if not examples[role]:
             raise OfactlError(f"{data}: split {split!r} has no readable utterances labelled for task {task.name}")
@@ -262,7 +269,7 @@ def _learn_one(task: Task, m, examples: dict[str, list[Example]], vocab, roles: 
                max_epochs: int, patience: int, on_epoch) -> list[ResultRow]:
     """One learned-lambda run on cached 20 ms features: its rows."""
     torch.manual_seed(seed)
-    upstream = AdaptiveUpstream(m.student, lam_max, lam_init, layer)
+    upstream = AdaptiveUpstream(m.student, lam_max, lam_init, layer, m.precision)
     # a fixed standardisation, measured once at the initial lambda (see tasks.base.Standardize)
     with torch.no_grad():
         upstream.norm, in_dim = _standardize(upstream, examples["train"])
@@ -290,7 +297,7 @@ def _learn_one(task: Task, m, examples: dict[str, list[Example]], vocab, roles: 
 
     common = dict(model=m.model_dir.name, model_sha256=m.model_sha256, task=task.name, lam=learned,
                   target_period_ms=None, measured_period_ms=measured, status="ok", note=note, seed=seed, lr=lr,
-                  layer=str(layer), macs_per_second=inference_macs_per_second(m.student, measured),
+                  layer=str(layer), macs_per_second=inference_macs_per_second(m.student, measured), precision=m.precision,
                   variant=learned_variant(lam_init, rate_penalty))
     outcomes.meta.update(model=common["model"], model_sha256=m.model_sha256, split=roles["test"], seed=seed,
                          lam=learned, lam_init=lam_init, layer=str(layer), variant=common["variant"])

@@ -132,6 +132,7 @@ def measure_calibration(
     report: Callable[[Any], None] | None = None,
     id_from: str | None = None,
     warn: Callable[[str], None] | None = None,
+    precision: str = "auto",
 ):
     """Measure the dataset frame period over a lambda grid and save it in the model directory.
 
@@ -151,7 +152,7 @@ def measure_calibration(
     from ofactl.calibrate import AlphaStats, alpha_stats, build_calibration
     from ofactl.inference import OFAModel, load_model
 
-    m = model if isinstance(model, OFAModel) else load_model(model, device=device)
+    m = model if isinstance(model, OFAModel) else load_model(model, device=device, precision=precision)
     corpus = _corpus(data, layout, split, id_from)
     if report is not None:
         for problem in corpus.problems:
@@ -174,7 +175,7 @@ def measure_calibration(
                 stats.append(alpha_stats(alpha.float().cpu()))
                 durations.append(item.wave.shape[0] / 16000)
             else:
-                _, frame_lengths, alpha = m.student.front(item.audio.to(m.device), item.lengths.to(m.device))
+                _, frame_lengths, alpha = m.encode_front(item.audio, item.lengths)
                 stats.append(alpha_stats(alpha.float().cpu(), frame_lengths.cpu()))
                 durations += (item.lengths.double() / 16000).tolist()
     line = silence_warning(silent, len(durations))
@@ -210,6 +211,7 @@ class ExtractResult:
     seconds: float
     audio_s: float
     warnings: list[str] = field(default_factory=list)
+    precision: str = "fp32"  # of the model's forward: fp32 or bf16
 
 
 class Uniform(NamedTuple):
@@ -234,6 +236,7 @@ def _attrs(m, data, split, p: FramePeriod | None, which, n_layers: int, lam: flo
         "data": str(Path(data).resolve()),
         "split": split,
         "ofactl_version": __version__,
+        "precision": m.precision,
     }
     if which == "all":
         attrs["layers"] = list(range(n_layers + 1))
@@ -321,6 +324,7 @@ def extract_features(
     part_mb: float = 64.0,
     progress: Progress | None = None,
     pooling: str = "cif",
+    precision: str = "auto",
 ) -> ExtractResult:
     """Extract features of every utterance in ``data`` into ``out`` (HDF5).
 
@@ -355,7 +359,7 @@ def extract_features(
     if uniform and (p is None or exact):
         raise OfactlError("uniform pooling needs --period (and not --exact)")
     env = D.setup(device)
-    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device)
+    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device, precision=precision)
     if p is not None and not exact:
         lam = 1.0 if uniform else m.lam_for(p)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
@@ -371,7 +375,7 @@ def extract_features(
         return ExtractResult(Path(out), int(summary.get("n_utterances", 0)), _skipped(out),
                              None if exact else float(lam), exact, p.ms if p is not None else None,
                              summary.get("measured_period_ms"), time.time() - t0, 0.0,
-                             [f"{out} was already complete with these settings: nothing done"])
+                             [f"{out} was already complete with these settings: nothing done"], m.precision)
     corpus = _corpus(data, layout, split, id_from)  # (after the check above: a finished file needs no audio)
     utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
     run = _Run(Path(out), None if exact else lam, p.ms if exact else None, attrs,
@@ -407,7 +411,8 @@ def extract_features(
                         f"{100 * (measured - p.ms) / p.ms:+.0f}%: calibrate on data like this, or use --exact")
     D.cleanup(env)
     return ExtractResult(Path(out), int(summary.get("n_utterances", 0)), skipped, None if exact else float(lam),
-                         exact, p.ms if p is not None else None, measured, time.time() - t0, run.audio_s, warnings)
+                         exact, p.ms if p is not None else None, measured, time.time() - t0, run.audio_s, warnings,
+                         m.precision)
 
 
 def _skip_problems(corpus, runs: list[_Run]) -> None:
@@ -434,6 +439,7 @@ def extract_lambdas(
     part_mb: float = 64.0,
     progress: Progress | None = None,
     overwrite: bool = False,
+    precision: str = "auto",
 ) -> list[ExtractResult]:
     """Extract the features of ``data`` at several lambdas in one pass: ``{out path: lambda}``.
 
@@ -455,7 +461,7 @@ def extract_lambdas(
 
     t0 = time.time()
     env = D.setup(None if isinstance(model, OFAModel) else "auto")
-    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device)
+    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device, precision=precision)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
     if env.is_main:

@@ -15,6 +15,7 @@ File layout (the contract of DESIGN.md)::
         layer               an int, or "all" with ``layers`` (the layer index
                             of each slice along axis 0 of ``features``)
         model_sha256, ofactl_version, created_at (UTC, ISO 8601)
+        precision           "fp32" or "bf16": the model's forward (``ofactl extract``'s files)
         skipped             JSON list of {"id", "path", "reason"} for unreadable inputs
         n_utterances, n_skipped, total_duration_s, total_frames, feature_dim,
         dtype               totals over the utterances written, the features' dtype

@@ -86,6 +86,15 @@ class OFAModel:
     model_sha256: str
     calibration: object | None  # ofactl.calibrate.Calibration
     device: torch.device
+    #: "fp32" or "bf16" (resolved, see :mod:`ofactl.precision`): the CNN and the transformer run in it; the
+    #: alpha module, the lambda modification and the CIF firing always run in float32/float64
+    precision: str = "fp32"
+
+    def autocast(self):
+        """The autocast context of this model's precision on its device."""
+        from ofactl.precision import autocast
+
+        return autocast(self.device, self.precision)
 
     # ------------------------------------------------------------------ choosing lambda
 
@@ -106,7 +115,8 @@ class OFAModel:
     def encode_front(self, audio: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The lambda-independent 20 ms part of a padded batch: CNN features ``(batch, frame, C)``, frame
         lengths ``(batch,)`` and alpha ``(batch, frame)`` (the input of :meth:`encode_back`)."""
-        return self.student.front(audio.to(self.device), lengths.to(self.device))
+        with self.autocast():
+            return self.student.front(audio.to(self.device), lengths.to(self.device))
 
     @torch.inference_mode()
     def encode_back(
@@ -152,7 +162,8 @@ class OFAModel:
             lam_t = lam_t.to(self.device)
         else:
             raise ValueError("give lam or exact_period_ms")
-        out = student.back(features, frame_lengths, alpha, lam_t, predict=False)
+        with self.autocast():
+            out = student.back(features, frame_lengths, alpha, lam_t, predict=False)
         which = parse_layer(layer, len(out.hidden_states) - 1)
         times = frame_times_s(out.centers, student.hop_samples, student.feature_extractor.receptive_field_samples)
         results = []
@@ -242,7 +253,8 @@ class OFAModel:
         pieces: list[list[Tensor]] = []
         for s in range(0, n_out, window):
             a, e = max(0, s - context), min(n_out, s + window + context)
-            hidden = run_encoder(student.encoder, pooled.out[:, a:e], torch.tensor([e - a], device=self.device))
+            with self.autocast():
+                hidden = run_encoder(student.encoder, pooled.out[:, a:e], torch.tensor([e - a], device=self.device))
             keep = slice(s - a, s - a + min(window, n_out - s))
             pieces.append([h[0, keep] for h in hidden] if which == "all" else [hidden[which][0, keep]])
         layers = [torch.cat([p[i] for p in pieces]) for i in range(len(pieces[0]))] if pieces else []
@@ -264,7 +276,8 @@ class OFAModel:
         feats = []
         for f0 in range(0, t_total, chunk_frames):
             f1 = min(t_total, f0 + chunk_frames)
-            x, _ = fe(wave[f0 * hop : (f1 - 1) * hop + field][None], None, first_stats=stats)
+            with self.autocast():
+                x, _ = fe(wave[f0 * hop : (f1 - 1) * hop + field][None], None, first_stats=stats)
             feats.append(x[0])
         features = torch.cat(feats)[None]
         return features, self._alpha_windows(features, chunk_frames)
@@ -282,7 +295,8 @@ class OFAModel:
         total_sq = torch.zeros_like(total)
         for j0 in range(0, n0, step):
             j1 = min(n0, j0 + step)
-            y = block.conv(wave[j0 * stride : (j1 - 1) * stride + kernel][None, None]).double()[0]
+            with self.autocast():
+                y = block.conv(wave[j0 * stride : (j1 - 1) * stride + kernel][None, None]).double()[0]
             total += y.sum(-1)
             total_sq += (y * y).sum(-1)
         mean = total / n0
@@ -297,7 +311,7 @@ class OFAModel:
         parts = []
         for s in range(0, t_total, window):
             a, e = max(0, s - context), min(t_total, s + window + context)
-            alpha = module(features[:, a:e], torch.tensor([e - a], device=features.device))
+            alpha = module(features[:, a:e].float(), torch.tensor([e - a], device=features.device))  # fp32 always
             parts.append(alpha[:, s - a : s - a + min(window, t_total - s)])
         return torch.cat(parts, dim=1)
 
@@ -342,8 +356,15 @@ class OFAModel:
         return self.encode_batch(wave[None], lengths, lam, exact_ms, layer)[0]
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device | None = "cpu") -> OFAModel:
-    """Load an OFA model directory (``path``; None resolves ``OFACTL_MODEL`` / ``ofactl.toml``)."""
+def load_model(path: str | Path | None = None, device: str | torch.device | None = "cpu",
+               precision: str = "auto") -> OFAModel:
+    """Load an OFA model directory (``path``; None resolves ``OFACTL_MODEL`` / ``ofactl.toml``).
+
+    ``precision``: ``auto`` (the default, as on the command line: bf16 where it is faster, see
+    :mod:`ofactl.precision`), ``fp32`` (the numerical reference) or ``bf16``.
+    """
+    from ofactl.precision import resolve_precision
+
     from ofactl.calibrate import Calibration
     from ofactl.checkpoint import load_model as load_student, model_sha256
     from ofactl.distributed import resolve_device
@@ -357,7 +378,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
     if (model_dir / "calibration.json").exists():
         calibration = Calibration.load(model_dir)
         calibration.check(sha)
-    return OFAModel(student, model_dir, sha, calibration, dev)
+    return OFAModel(student, model_dir, sha, calibration, dev, resolve_precision(precision, dev, student.config.embed_dim))
 
 
 __all__ = ["Encoded", "OFAModel", "frame_times_s", "load_model", "parse_layer"]

@@ -80,21 +80,33 @@ class MaskedGroupNorm(nn.GroupNorm):
             mean, var = self.statistics(x, lengths)
         else:
             mean, var = stats
-        y = (x - mean[..., None].to(x.dtype)) * torch.rsqrt(var[..., None].to(x.dtype) + self.eps)
+        # y = x * scale + shift, one pass, in float32 (as autocast's GroupNorm) also for a bf16 ``x``
+        scale = torch.rsqrt(var.float() + self.eps)
         if self.affine:
-            y = y * self.weight[None, :, None] + self.bias[None, :, None]
-        return y
+            scale = scale * self.weight.float()
+            shift = self.bias.float() - mean.float() * scale
+        else:
+            shift = -mean.float() * scale
+        return torch.addcmul(shift[..., None], x, scale[..., None])
 
     @staticmethod
     def statistics(x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Per-channel mean and (biased) variance over valid frames, each ``(batch, channel)``."""
+        """Per-channel mean and (biased) variance over valid frames, each ``(batch, channel)``, in at least
+        float32 (GroupNorm is one of autocast's float32 operations for this reason).  One utterance at a time:
+        its valid frames are a prefix, so no mask is multiplied in; an utterance without frames gets zeros."""
+        wide = torch.promote_types(x.dtype, torch.float32)
         if lengths is None:
-            return x.mean(-1), x.var(-1, unbiased=False)
-        mask = valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)  # (B, 1, T)
-        count = mask.sum(-1).clamp(min=1.0)
-        mean = (x * mask).sum(-1) / count
-        centred = (x - mean[..., None]) * mask
-        return mean, (centred * centred).sum(-1) / count
+            var, mean = torch.var_mean(x.to(wide), dim=-1, correction=0)
+            return mean, var
+        means, variances = [], []
+        for b, n in enumerate(lengths.tolist()):
+            if n > 0:
+                var, mean = torch.var_mean(x[b, :, :n].to(wide), dim=-1, correction=0)
+            else:
+                mean = var = x.new_zeros(x.shape[1], dtype=wide)
+            means.append(mean)
+            variances.append(var)
+        return torch.stack(means), torch.stack(variances)
 
 
 class ChannelLayerNorm(nn.LayerNorm):

@@ -16,6 +16,7 @@ One model serves every frame period: ``lam = 0`` keeps every 20 ms frame,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -230,6 +231,8 @@ class OFAStudent(nn.Module):
         """The 20 ms part: CNN and alpha module.
 
         Returns ``(features (batch, frame, conv_dim), frame_lengths (batch,), alpha (batch, frame))``.
+        Under bf16 autocast the CNN runs in bf16, but the alpha module always runs in float32 (autocast off):
+        the firing decisions, hence the frame counts, must not depend on bf16 rounding of its weights.
         """
         mult = self.config.feature_grad_mult
         if self.training and mult == 0.0:
@@ -239,7 +242,9 @@ class OFAStudent(nn.Module):
             features, frame_lengths = self.feature_extractor(audio, audio_lengths)
             if self.training and mult != 1.0:
                 features = _GradMultiply.apply(features, mult)
-        return features, frame_lengths, self.alpha_module(features, frame_lengths)
+        with _full_precision(features.device):
+            alpha = self.alpha_module(features.float(), frame_lengths)
+        return features, frame_lengths, alpha
 
     def back(self, features: Tensor, frame_lengths: Tensor, alpha: Tensor, lam: float | Tensor,
              predict: bool = False) -> StudentOutput:
@@ -254,6 +259,13 @@ class OFAStudent(nn.Module):
             predictions = predictions.masked_fill(~keep, 0.0)
         return StudentOutput(hidden, pooled.lengths, alpha, alpha_mod, frame_lengths, predictions, pooled.centers,
                              features)
+
+
+def _full_precision(device: torch.device):
+    """Autocast off (float32) on ``device``; a no-op where autocast does not exist."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class _GradMultiply(torch.autograd.Function):

@@ -58,7 +58,7 @@ class PretrainConfig:
     accumulate: int = 1
     w_seg: float = 0.05
     w_frame: float = 0.5
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    precision: str = "auto"  # auto (bf16 where the device has fast bf16, see ofactl.precision) | bf16 | fp32
     device: str = "auto"
     seed: int = 0
     save_every: int = 1000

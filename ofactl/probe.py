@@ -75,12 +75,13 @@ def uniform_tag(period: FramePeriod) -> str:
 
 
 def features_path(features_dir: str | Path, model_sha256: str, task: str, split: str, tag: str,
-                  layer: str | int = "last", data: str | Path | None = None) -> Path:
-    """The feature cache's file: ``<features_dir>/<model-sha12>/<task>/<data key>/<split>-<tag>[-layer<L>].h5``.
+                  layer: str | int = "last", data: str | Path | None = None, precision: str = "fp32") -> Path:
+    """The feature cache's file:
+    ``<features_dir>/<model-sha12>/<task>/<data key>/<split>-<tag>[-layer<L>][-bf16].h5``.
 
     The data key (:func:`data_key`) names the dataset split the features were extracted from, so the same model
-    and task swept over two corpora (or two versions of one) never share a file."""
-    layer_part = "" if str(layer) == "last" else f"-layer{layer}"
+    and task swept over two corpora (or two versions of one) never share a file; bf16 features have their own."""
+    layer_part = ("" if str(layer) == "last" else f"-layer{layer}") + ("" if precision == "fp32" else f"-{precision}")
     folder = Path(features_dir) / model_sha256[:12] / task
     if data is not None:
         folder = folder / data_key(str(data), get_task(task).layout, split)
@@ -173,6 +174,7 @@ def prepare(
     device: str | None = None,
     progress: Progress | None = None,
     pooling: str = "cif",
+    precision: str = "auto",
 ) -> Prepared:
     """Extract (or reuse) the features of the task's train/dev/test splits and load them with their labels.
 
@@ -184,7 +186,7 @@ def prepare(
     from ofactl.inference import OFAModel, load_model
 
     task = get_task(task) if isinstance(task, str) else task
-    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu")
+    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu", precision=precision)
     if pooling not in POOLINGS:
         raise OfactlError(f"unknown pooling {pooling!r}", hint=f"one of: {', '.join(POOLINGS)}")
     if pooling in ("avg", "uniform"):
@@ -212,7 +214,7 @@ def prepare(
         if not labels[role]:
             raise task.no_labels(data, split)
     for role, split in roles.items():
-        out = features_path(features_dir, m.model_sha256, task.name, split, tag, layer, data)
+        out = features_path(features_dir, m.model_sha256, task.name, split, tag, layer, data, m.precision)
         if progress:
             progress(f"features {split}")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +329,7 @@ def rows_for(prep: Prepared, outcome: ProbeResult | None, *, seed: int, lr: floa
                   lam=prep.lam if prep.pooling == "cif" else None, target_period_ms=prep.target_period_ms,
                   measured_period_ms=prep.measured_period_ms, status=status, note="; ".join(notes), seed=seed,
                   lr=lr if lr is not None else (outcome.lr if outcome else None), layer=prep.layer,
-                  macs_per_second=macs_per_second,
+                  macs_per_second=macs_per_second, precision=prep.model.precision,
                   variant={"avg": AVGPOOL, "uniform": UNIFORM}.get(prep.pooling, ""))
     ok = outcome is not None and status == "ok"
     outcomes = None
@@ -362,6 +364,7 @@ def run_probe(
     device: str | None = None,
     progress: Progress | None = None,
     pooling: str = "cif",
+    precision: str = "auto",
 ) -> list[ResultRow]:
     """One probe point: prepare, then train and test ``n_seeds`` heads (seeds ``seed``, ``seed + 1``, ...).
 
@@ -376,7 +379,7 @@ def run_probe(
     if n_seeds < 1:
         raise OfactlError(f"--seeds must be at least 1, found {n_seeds}")
     if model is None or isinstance(model, (str, Path)):
-        model = load_model(resolve_model(model), device=device or "cpu")
+        model = load_model(resolve_model(model), device=device or "cpu", precision=precision)
     prep = prepare(task, data, model, period=period, lam=lam, layer=layer, features_dir=features_dir,
                    progress=progress, pooling=pooling)
     if not task.trainable:

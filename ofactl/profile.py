@@ -208,6 +208,7 @@ class Profile:
     rows: list[ProfileRow]
     reductions: list[Reduction]
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"  # of the throughput forwards (MACs do not depend on it)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -226,7 +227,7 @@ class Profile:
         for r in self.rows:
             common = dict(model=self.model, model_sha256=self.model_sha256, task="profile", split="", lam=r.lam,
                           target_period_ms=r.target_period_ms, measured_period_ms=r.measured_period_ms,
-                          macs_per_second=r.total)
+                          macs_per_second=r.total, precision=self.precision)
             breakdown = " ".join(f"{c}={r.macs_per_s[c]:.4g}" for c in COMPONENTS)
             out.append(ResultRow(metric="macs_per_s", value=r.total, higher_is_better=False, n_utterances=1,
                                  note=f"{breakdown} ({self.duration_s:g} s utterance; heads not in value)", **common))
@@ -357,8 +358,17 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def _throughput(student: nn.Module, audio: Tensor, lam: Tensor, min_time_s: float, max_repeats: int = 50) -> float:
+def _throughput(student: nn.Module, audio: Tensor, lam: Tensor, min_time_s: float, max_repeats: int = 50,
+                precision: str = "fp32") -> float:
     """Audio seconds per second of one inference forward of the batch ``audio (batch, samples)``."""
+    from ofactl.precision import autocast
+
+    device = audio.device
+    with autocast(device, precision):
+        return _timed(student, audio, lam, min_time_s, max_repeats)
+
+
+def _timed(student: nn.Module, audio: Tensor, lam: Tensor, min_time_s: float, max_repeats: int) -> float:
     device = audio.device
     lengths = torch.full((audio.shape[0],), audio.shape[1], dtype=torch.long, device=device)
     student(audio, lengths, lam=lam, predict=False)  # warm-up (kernel selection, allocator)
@@ -415,6 +425,7 @@ def profile_model(
     min_time_s: float = 1.0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "auto",
 ) -> Profile:
     """MACs per second of audio by component, and throughput, at each frame period.
 
@@ -431,6 +442,7 @@ def profile_model(
         min_time_s: time each (period, batch size) for at least this long
             (after one warm-up forward; at least one timed forward).
         seed: seed of the random audio (and of a preset's weights).
+        precision: of the throughput forwards: ``fp32``, ``bf16`` or ``auto`` (see :mod:`ofactl.precision`).
         progress: called as ``progress(done, total)`` after each step.
 
     Returns:
@@ -465,7 +477,9 @@ def profile_model(
         dev = next(student.parameters()).device
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OfactlError(f"device {dev} is not available", hint="use --device cpu")
+    from ofactl.precision import resolve_precision
 
+    precision = resolve_precision(precision, dev, student.config.embed_dim)
     notes: list[str] = []
     row_lams: dict[float, float] = {}
     if calibration is not None:
@@ -516,14 +530,14 @@ def profile_model(
             for batch in batch_sizes:
                 batch = int(batch)
                 lam = _exact_lams(student, audio[:batch], row.n_frames)
-                row.throughput[batch] = _throughput(student, audio[:batch], lam, min_time_s)
+                row.throughput[batch] = _throughput(student, audio[:batch], lam, min_time_s, precision=precision)
                 done += 1
                 if progress:
                     progress(done, total_steps)
     if dev.type == "cpu":
         notes.append("throughput on CPU; use --device cuda for GPU numbers")
     return Profile(name, sha, str(dev), _device_name(dev), duration_s, "calibration" if calibration else "exact",
-                   baseline_layers, rows, reductions, notes)
+                   baseline_layers, rows, reductions, notes, precision)
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ from ofactl.errors import OfactlError
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "infeasible", "failed")
 #: What makes two rows "the same measurement"; a later row supersedes an earlier one.
-KEY = ("model", "task", "split", "target_period_ms", "lambda_key", "layer", "variant", "metric", "seed")
+KEY = ("model", "task", "split", "target_period_ms", "lambda_key", "layer", "variant", "metric", "seed", "precision")
 #: ``variant`` of the average-pooling baseline, of fixed-length pooling inside the model, and the prefix of a
 #: learned lambda's
 AVGPOOL = "avgpool"
@@ -75,6 +75,7 @@ class ResultRow:
     lr: float | None = None
     layer: str = ""
     variant: str = ""
+    precision: str = "fp32"  # of the model's forward (ofactl.precision): fp32 or bf16
     outcomes: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     ofactl_version: str = ""
@@ -99,7 +100,8 @@ class ResultRow:
 #: Column order in the CSV.
 COLUMNS = ["model", "model_sha256", "task", "split", "lambda", "target_period_ms", "measured_period_ms", "metric",
            "value", "ci_low", "ci_high", "higher_is_better", "status", "note", "seed", "n_utterances",
-           "macs_per_second", "lr", "layer", "variant", "outcomes", "created_at", "ofactl_version", "schema_version"]
+           "macs_per_second", "lr", "layer", "variant", "precision", "outcomes", "created_at", "ofactl_version",
+           "schema_version"]
 REQUIRED = ["model", "task", "split", "lambda", "target_period_ms", "measured_period_ms", "metric", "value",
             "higher_is_better", "status", "seed", "created_at"]
 
@@ -353,6 +355,7 @@ def read_results(path: str | Path, supersede: bool = True, warn=None):
     df["seed"] = df["seed"].fillna(0).astype(int)
     df["n_utterances"] = df["n_utterances"].fillna(0).astype(int)
     df["variant"] = _variants(df)
+    df["precision"] = df["precision"].replace("", "fp32")  # rows from before the column were all fp32
     # a learned lambda is a result, not a setting: its run is identified by its variant (initial lambda)
     df["lambda_key"] = df["lambda"].round(6).where(~df["variant"].str.startswith(LEARNED))
     if supersede and len(df):

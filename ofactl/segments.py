@@ -477,6 +477,7 @@ def compute_segments(
     num_workers: int = 2,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "auto",
 ) -> SegmentTable:
     """HuBERT-code segments for a corpus: teacher features -> k-means -> DP.
 
@@ -520,6 +521,9 @@ def compute_segments(
         teacher = load_teacher(teacher, device=device or "cpu")
     run_device = torch.device(device) if device else next(teacher.parameters()).device
     teacher = teacher.to(run_device)
+    from ofactl.precision import autocast, resolve_precision
+
+    precision = resolve_precision(precision, run_device, teacher.config.embed_dim)  # the teacher's forward; k-means and the DP stay float
     if not 0 <= layer <= teacher.config.num_layers:
         raise OfactlError(f"teacher layer {layer} does not exist: the teacher has {teacher.config.num_layers} layers",
                           hint=f"pass a layer in [0, {teacher.config.num_layers}]")
@@ -570,7 +574,8 @@ def compute_segments(
             for _, utt, err in batch.errors:
                 problems.append(str(err))
             if batch.audio.shape[0]:
-                out = teacher(batch.audio.to(run_device), batch.lengths.to(run_device), layers=[layer])
+                with autocast(run_device, precision):
+                    out = teacher(batch.audio.to(run_device), batch.lengths.to(run_device), layers=[layer])
                 h = out.hidden_states[layer].float().cpu().numpy()
                 for b, utt in enumerate(batch.ids):
                     yield utt, h[b, : int(out.lengths[b])]

@@ -78,8 +78,8 @@ def _key(sha: str, task: str, target_ms: float | None, seed: int, layer: str, la
     return (sha, task, point, int(seed), str(layer))
 
 
-def finished(results: str | Path, sha: str, task: str, model: str | None = None) -> set[tuple]:
-    """Keys of (period, seed, layer) runs already in the results table with a final status."""
+def finished(results: str | Path, sha: str, task: str, model: str | None = None, precision: str = "fp32") -> set[tuple]:
+    """Keys of (period, seed, layer) runs already in the results table with a final status, at ``precision``."""
     from ofactl.results import pending_dir
 
     path = Path(results)
@@ -88,7 +88,7 @@ def finished(results: str | Path, sha: str, task: str, model: str | None = None)
     df = read_results(path)
     if model is not None:
         df = df[df["model"] == model]
-    df = df[(df["model_sha256"] == sha) & (df["task"] == task) & (df["split"] == "test")
+    df = df[(df["model_sha256"] == sha) & (df["task"] == task) & (df["split"] == "test") & (df["precision"] == precision)
             & df["status"].isin(["ok", "infeasible"])]
     return {_key(sha, task, None if math.isnan(target) else target, seed, layer, None if math.isnan(lam) else lam)
             for target, seed, layer, lam in zip(df["target_period_ms"], df["seed"], df["layer"], df["lambda"])}
@@ -136,6 +136,7 @@ class SweepJob:
     lr: float | None
     max_epochs: int = 40
     patience: int = 6
+    precision: str = "fp32"  # resolved: fp32 or bf16
 
     @property
     def point(self) -> str:
@@ -153,8 +154,9 @@ class SweepJob:
         lr = "untrained" if self.lr is None else f"lr{self.lr:g}"
         variant = "" if self.pooling == "cif" else f"{self.pooling}-"
         point = self.point.replace("=", "")
+        precision = "" if self.precision == "fp32" else f"-{self.precision}"
         return (jobs_dir(self.results) / self.model_sha256[:12] / self.task
-                / f"{variant}{point}{layer}-seed{self.seed}-{lr}.json")
+                / f"{variant}{point}{layer}{precision}-seed{self.seed}-{lr}.json")
 
 
 def jobs_dir(results: str | Path) -> Path:
@@ -163,16 +165,16 @@ def jobs_dir(results: str | Path) -> Path:
     return results.with_name(results.name + ".jobs")
 
 
-_MODELS: dict[tuple[str, str], Any] = {}     # one loaded model per (directory, device) in a process
+_MODELS: dict[tuple[str, str, str], Any] = {}  # one loaded model per (directory, device, precision) in a process
 _PREPARED: dict[tuple, Any] = {}             # the last prepared point (its jobs differ only in lr and seed)
 
 
 def _model(job: SweepJob):
-    key = (job.model_dir, job.device)
+    key = (job.model_dir, job.device, job.precision)
     if key not in _MODELS:
         from ofactl.inference import load_model
 
-        _MODELS[key] = load_model(job.model_dir, device=job.device)
+        _MODELS[key] = load_model(job.model_dir, device=job.device, precision=job.precision)
     return _MODELS[key]
 
 
@@ -280,6 +282,7 @@ def plan_sweep(
     patience: int = 6,
     device: str | None = None,
     pooling: str = "cif",
+    precision: str = "auto",
 ) -> SweepPlan:
     """The sweep's points x seeds x learning rates, less what the results table already has."""
     from ofactl.inference import OFAModel, load_model
@@ -287,7 +290,8 @@ def plan_sweep(
     from ofactl.workspace import resolve_model
 
     task = get_task(task) if isinstance(task, str) else task
-    m = model if isinstance(model, OFAModel) else load_model(resolve_model(model), device=device or "cpu")
+    m = model if isinstance(model, OFAModel) else load_model(resolve_model(model), device=device or "cpu",
+                                                             precision=precision)
     if periods is not None and lambdas is not None:
         raise OfactlError("give --periods or --lambdas, not both")
     if lambdas is not None:
@@ -308,13 +312,14 @@ def plan_sweep(
     seeds = list(seeds) if task.trainable else list(seeds)[:1]  # nothing is trained: one run per period
     results = Path(results)
     features_dir = Path(features_dir) if features_dir is not None else default_features_dir(results)
-    done = finished(results, m.model_sha256, task.name, model_label(m, pooling))
+    done = finished(results, m.model_sha256, task.name, model_label(m, pooling), m.precision)
     plan = SweepPlan(task, m, Path(data), results, features_dir, points, seeds, grid, layer, pooling)
     for p, lam in points:
         for s in seeds:
             jobs = [SweepJob(task.name, str(Path(data).absolute()), str(Path(m.model_dir).absolute()), m.model_sha256,
                              str(device or m.device), str(results.absolute()), str(features_dir.absolute()),
-                             str(layer), pooling, p.ms if p is not None else None, lam, s, lr, max_epochs, patience)
+                             str(layer), pooling, p.ms if p is not None else None, lam, s, lr, max_epochs, patience,
+                             m.precision)
                     for lr in grid]
             if _key(m.model_sha256, task.name, p.ms if p is not None else None, s, str(layer), lam) in done:
                 plan.skipped.append((jobs[0].point, s))
@@ -358,7 +363,7 @@ def execute(plan: SweepPlan, launcher, progress: Progress | None = None) -> Swee
     env = D.setup(str(m.device))
     if getattr(launcher, "name", "") == "inline":
         for job in plan.jobs:  # jobs in this process use the model already loaded
-            _MODELS[(job.model_dir, job.device)] = m
+            _MODELS[(job.model_dir, job.device, job.precision)] = m
     summary = SweepSummary(plan.results)
     for job in plan.stale:  # left by a run killed after its rows were in: not needed any more
         job.candidate.unlink(missing_ok=True)
@@ -504,7 +509,8 @@ def _extract_points(plan: SweepPlan, say) -> None:
     if not wanted:
         return
     for split in task.splits:
-        outputs = {features_path(plan.features_dir, m.model_sha256, task.name, split, tag, plan.layer, plan.data):
+        outputs = {features_path(plan.features_dir, m.model_sha256, task.name, split, tag, plan.layer, plan.data,
+                                 m.precision):
                    value for tag, value in wanted.items()}
         say(f"{task.name} features {split} at {len(outputs)} period(s)")
         try:
@@ -526,7 +532,7 @@ def _failed_rows(task: Task, m, p: FramePeriod | None, seed: int, layer, note: s
                   target_period_ms=p.ms if p is not None else None,
                   lam=prep.lam if prep is not None and pooling == "cif" else lam,
                   measured_period_ms=prep.measured_period_ms if prep is not None else None,
-                  status="failed", note=note, seed=seed, layer=str(layer))
+                  status="failed", note=note, seed=seed, layer=str(layer), precision=m.precision)
     return [ResultRow(metric=metric.name, value=math.nan, higher_is_better=metric.higher_is_better, split="test",
                       **common) for metric in task.metrics]
 

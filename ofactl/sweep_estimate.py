@@ -132,10 +132,12 @@ def estimate(plan, jobs: int = 1) -> SweepEstimate:
         frames = int(seconds * 1000 / period) if period else 0
         size = frames * (dim * 2 + 8) + utterances * H5_BYTES_PER_UTTERANCE if period else 0
         cached = bool(tag) and all(is_complete(features_path(plan.features_dir, m.model_sha256, task.name, split, tag,
-                                                             plan.layer, plan.data)) for split in task.splits)
+                                                             plan.layer, plan.data, m.precision))
+                                for split in task.splits)
         if tag and not cached:
             missing_splits |= {split for split in task.splits if not is_complete(
-                features_path(plan.features_dir, m.model_sha256, task.name, split, tag, plan.layer, plan.data))}
+                features_path(plan.features_dir, m.model_sha256, task.name, split, tag, plan.layer, plan.data,
+                              m.precision))}
         est.periods.append(PeriodCost(label, period, frames, size, cached))
     est.extract_seconds = sum(s.seconds for s in est.splits if s.name in missing_splits)
     # one job: the model, the batches in flight at the shortest period (the most frames), the head

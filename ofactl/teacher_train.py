@@ -165,6 +165,7 @@ def train_teacher(
     speaker_layer: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    precision: str = "auto",
 ) -> TeacherTrainResult:
     """Train a teacher on ``data``'s phone labels (and speakers) and write it to ``out_dir``.
 
@@ -179,6 +180,7 @@ def train_teacher(
         speaker_weight: weight of the speaker cross-entropy (0 turns it off).
         speaker_layer: transformer layer whose mean feeds the speaker head.
         progress: called as ``progress(step, steps, losses)`` after every step.
+        precision: ``fp32``, ``bf16`` or ``auto`` (see :mod:`ofactl.precision`); training runs on the CPU.
     """
     from ofactl.train import lr_factor
 
@@ -200,6 +202,9 @@ def train_teacher(
     speakers = sorted({u.speaker for u in train_utts if u.speaker})
     speaker_index = {s: i for i, s in enumerate(speakers)}
 
+    from ofactl.precision import autocast, resolve_precision
+
+    precision = resolve_precision(precision, torch.device("cpu"), config.embed_dim)  # forward under bf16 autocast, losses in fp32
     torch.manual_seed(seed)
     model = _Trainable(config, len(phones), len(speakers), speaker_layer)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -217,7 +222,9 @@ def train_teacher(
             if step >= steps:
                 break
             audio, lengths = _load(train_utts, indices, cache)
-            logits, frames, spk_logits = model(audio, lengths)
+            with autocast("cpu", precision):
+                logits, frames, spk_logits = model(audio, lengths)
+            logits, spk_logits = logits.float(), spk_logits.float()
             targets = [[phone_index[p] for p in train_utts[i].labels["phones"]] for i in indices]
             ctc = nn.functional.ctc_loss(
                 logits.log_softmax(-1).transpose(0, 1), torch.tensor([t for seq in targets for t in seq]),
@@ -244,7 +251,9 @@ def train_teacher(
         with torch.no_grad():
             for indices in _batches(dev_utts, max_batch_s, seed, 0, shuffle=False):
                 audio, lengths = _load(dev_utts, indices, {})
-                logits, frames, _ = model(audio, lengths)
+                with autocast("cpu", precision):
+                    logits, frames, _ = model(audio, lengths)
+                logits = logits.float()
                 hyps += [[phones[j - 1] for j in seq] for seq in _greedy(logits, frames)]
                 refs += [dev_utts[i].labels["phones"] for i in indices]
         dev_per = phone_error_rate(hyps, refs)
@@ -254,7 +263,7 @@ def train_teacher(
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("speaker.")}
     path = out / WEIGHTS_FILE
-    meta = {**config.to_dict(), "trained_by": "ofactl teacher train", "steps": steps, "seed": seed,
+    meta = {**config.to_dict(), "trained_by": "ofactl teacher train", "steps": steps, "seed": seed, "precision": precision,
             "speaker_layer": speaker_layer, "dev_per": None if math.isnan(dev_per) else round(dev_per, 4)}
     atomic_write_text(out / "phones.txt", "".join(p + "\n" for p in phones))
     _write_log(out / "train_log.csv", log)

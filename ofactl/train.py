@@ -73,11 +73,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _autocast(device: torch.device, precision: str):
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if use_bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -136,10 +131,13 @@ class PretrainResult:
 
 
 def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengths: torch.Tensor, lam: float,
-                target_layers, cfg: PretrainConfig, segments: tuple[torch.Tensor, torch.Tensor] | None = None):
+                target_layers, cfg: PretrainConfig, segments: tuple[torch.Tensor, torch.Tensor] | None = None,
+                precision: str | None = None):
     """The losses of one batch at one lambda.
 
-    The student runs at ``lam`` (under bf16 autocast on GPU when asked); the
+    The student runs at ``lam`` under ``precision`` (resolved: fp32 or bf16; None resolves ``cfg.precision``
+    on the audio's device, see :mod:`ofactl.precision`: the CNN and transformer in bf16, alpha and CIF firing
+    in float32); the
     frozen teacher runs in fp32; its ``target_layers`` are pooled by the same
     CIF with the student's ``alpha_mod`` (detached); the guidance loss uses the
     original alpha and ``segments = (ends (batch, K), counts (batch,))``.
@@ -149,7 +147,9 @@ def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengt
     """
     from ofactl.distill import distillation_loss, guidance_loss, pool_targets
 
-    with _autocast(audio.device, cfg.precision):
+    from ofactl.precision import autocast, resolve_precision
+
+    with autocast(audio.device, precision or resolve_precision(cfg.precision, audio.device)):
         s_out = model(audio, lengths, lam)
     with torch.no_grad():  # the teacher stays fp32 (REFERENCE.md)
         t_out = teacher(audio, lengths, layers=target_layers)
@@ -184,6 +184,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     from ofactl.data.crops import CropDataset, EpochBatchSampler, collate_crops
     from ofactl.model import OFAStudent, StudentConfig
     from ofactl.teacher import init_student_from_teacher, load_teacher
+
+    from ofactl.precision import resolve_precision
 
     t_start = time.time()
     env = D.setup(cfg.device)
@@ -246,6 +248,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     student_cfg = StudentConfig.preset(cfg.student)
     if cfg.student_overrides:
         student_cfg = StudentConfig.from_dict({**student_cfg.to_dict(), **cfg.student_overrides})
+    precision = resolve_precision(cfg.precision, env.device, student_cfg.embed_dim)  # auto: bf16 where it is faster
     if max(student_cfg.target_layers) > teacher.config.num_layers:
         raise OfactlError(f"the student predicts teacher layers {list(student_cfg.target_layers)} but the teacher has "
                           f"{teacher.config.num_layers}", hint="set student_overrides.target_layers")
@@ -279,7 +282,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     def training_state() -> dict[str, Any]:
         return {"step": step, "max_steps": cfg.steps, "lambda_max": cfg.lambda_max, "fixed_lambda": cfg.fixed_lambda,
                 "teacher": cfg.teacher, "segments": cfg.segments, "data": cfg.data.path, "splits": splits,
-                "seed": cfg.seed, "finished": step >= cfg.steps, "world_size": env.world_size}
+                "seed": cfg.seed, "finished": step >= cfg.steps, "world_size": env.world_size, "precision": precision}
 
     def checkpoint() -> None:
         rngs = _gather_rng(env)
@@ -325,7 +328,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                     segs = segments.batch(batch.ids, crops)
                 with ctx:
                     parts, s_out = step_losses(model, teacher, audio, lengths, lam, student_cfg.target_layers, cfg,
-                                               segs)
+                                               segs, precision)
                     loss = parts["loss"]
                     (loss / cfg.accumulate).backward()
                 for key in sums:

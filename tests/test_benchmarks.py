@@ -22,6 +22,7 @@ KEY_RATIOS = {
     "extract": ["extract.ratio_90_cnn", "extract.ratio_20_nocif", "extract.size_ratio_90_20"],
     "pretrain": ["pretrain.step_ratio"],
     "probe": ["probe.stream_vs_memory_1x", "probe.rss_growth"],
+    "precision": ["precision.extract_20", "precision.extract_90", "precision.pretrain_step"],
 }
 
 
@@ -39,7 +40,8 @@ def test_run_all_tiny(tmp_path):
     stdout, data = proc.stdout, json.loads(out.read_text())
     check_key_ratios(stdout, data)
     check_every_value(stdout, data)
-    for header in ("loop/cif", "x CNN floor", "ms/step", "float32 prefix sum", "long audio", "peak RSS MB"):
+    for header in ("loop/cif", "x CNN floor", "ms/step", "float32 prefix sum", "long audio", "peak RSS MB",
+                   "identical frame counts, min cosine"):
         assert header in stdout  # --verbose: each benchmark's own table
 
 

@@ -103,6 +103,19 @@ def test_layer_and_variant_are_part_of_the_key(tmp_path):
     assert learned == {"learned-init0.4": 0.82, "learned-init1.6": 0.85}
 
 
+def test_precision_is_part_of_the_key_and_old_rows_read_as_fp32(tmp_path):
+    path = tmp_path / "r.csv"
+    append_rows(path, [row(value=0.9, precision="fp32"), row(value=0.89, precision="bf16")])
+    df = read_results(path)
+    assert sorted(zip(df["precision"], df["value"])) == [("bf16", 0.89), ("fp32", 0.9)]
+    old = tmp_path / "old.csv"  # a table from before the column: its rows were all fp32
+    text = path.read_text().splitlines()
+    header = text[0].split(",")
+    drop = header.index("precision")
+    old.write_text("\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != drop) for line in text[:2]) + "\n")
+    assert list(read_results(old)["precision"]) == ["fp32"]
+
+
 def test_a_schema_1_table_is_read_and_upgraded_on_append(tmp_path):
     path = tmp_path / "old.csv"
     old_columns = [c for c in COLUMNS if c not in ("ci_low", "ci_high", "variant", "outcomes")]

@@ -156,6 +156,7 @@ def test_pretraining_lowers_the_losses_and_writes_a_model(corpus, segments, tmp_
 
     ckpt = read_checkpoint(tmp_path / "m")
     assert ckpt.training["step"] == 50 and ckpt.training["finished"]
+    assert ckpt.training["precision"] == "fp32"  # auto keeps the tiny preset in fp32 on a CPU (ofactl.precision)
     model = load_model(tmp_path / "m")
     assert state_dict_digest(model.state_dict()) == result.weights_sha256
     from ofactl.workspace import resolve_model

@@ -12,7 +12,7 @@ from rich.markup import escape
 from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import LayoutOption, _progress
-from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, QuietOption
+from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, PrecisionOption, QuietOption
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
 
@@ -42,12 +42,14 @@ def calibrate(
         "--id-from", metavar="KIND", show_default=False,
         help="stem (default) or relpath: utterance ids of a folder of audio files.")] = None,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FIG", show_default=False,
                                                  help="Also draw lambda vs frame period (.png, .pdf or .svg).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Measure the frame period over a lambda grid; store the table in the model directory."""
     precheck.existing(data, "corpus", hint="check the path of the corpus to calibrate on")
+    precheck.precision(precision)
     model = precheck.model(model)  # before torch: a wrong path is reported at once
     if plot is not None:
         from ofactl.plot import check_figure_path
@@ -60,7 +62,7 @@ def calibrate(
     problems: list = []
     warnings: list[str] = []
     kwargs = dict(split=split, layout=layout, device=device, report=problems.append, id_from=id_from,
-                  warn=warnings.append)
+                  warn=warnings.append, precision=precision)
     if bar is not None:
         with bar:
             cal = measure_calibration(model, data, progress=update, **kwargs)
@@ -95,6 +97,7 @@ def extract(
     layer: Annotated[str, typer.Option("--layer", help="last, all, or a layer number (0 = transformer input).")] = "last",
     dtype: Annotated[str, typer.Option("--dtype", help="float16 or float32.")] = "float16",
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a complete OUT.h5.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero if any file was skipped.")] = False,
     layout: LayoutOption = None,
@@ -111,6 +114,7 @@ def extract(
     if dtype not in ("float16", "float32"):
         raise OfactlError(f"--dtype must be float16 or float32, found {dtype!r}")
     precheck.period_or_lambda(period, lam, exact=exact)  # before torch: argument errors come at once
+    precheck.precision(precision)
     precheck.existing(wavs, "input", hint="give a folder of audio, a manifest, a corpus or one audio file")
     precheck.output_file(out)
     model = precheck.model(model)
@@ -119,7 +123,7 @@ def extract(
     bar, update = _progress(quiet or not main_rank, "extracting")
     kwargs = dict(model=model, period=period, lam=lam, exact=exact, layer=layer, dtype=dtype, device=device,
                   overwrite=overwrite, layout=layout, split=split, id_from=id_from, max_batch_s=batch_s,
-                  num_workers=workers, part_mb=part_mb)
+                  num_workers=workers, part_mb=part_mb, precision=precision)
     if bar is not None:
         with bar:
             result = extract_features(wavs, out, progress=update, **kwargs)
@@ -132,7 +136,7 @@ def extract(
     measured = f"{result.measured_period_ms:.1f}ms" if result.measured_period_ms else "-"
     typer.echo(f"{result.out}: {result.n_utterances} utterances, {target}, measured {measured}"
                + (f", lambda {result.lam:.4g}" if result.lam is not None and result.target_period_ms else "")
-               + f" ({result.audio_s / max(result.seconds, 1e-9):.0f} audio-s/s this run)")
+               + f" ({result.precision}, {result.audio_s / max(result.seconds, 1e-9):.0f} audio-s/s this run)")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if result.skipped:

@@ -33,3 +33,12 @@ PeriodOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0.")]
 
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        metavar="P",
+        help="auto (bf16 where the device has fast bf16: CUDA with bf16, CPUs with AMX or AVX512-BF16; else fp32), "
+             "fp32 or bf16. Frame counts are decided in fp32 either way.",
+    ),
+]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ofactl.errors import OfactlError
 
-__all__ = ["existing", "model", "one_of", "output_file", "period_or_lambda"]
+__all__ = ["existing", "model", "one_of", "output_file", "period_or_lambda", "precision"]
 
 
 def model(value: str | None) -> Path:
@@ -75,3 +75,12 @@ def period_or_lambda(period, lam: float | None, *, exact: bool = False) -> None:
         raise OfactlError(f"{period} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
     if lam is not None and not 0.0 <= lam < 2.0:
         raise OfactlError(f"--lambda must lie in [0, 2), found {lam}")
+
+
+def precision(value: str) -> str:
+    """``--precision``: one of auto, fp32, bf16 (whether the device has bf16 is checked once torch is loaded)."""
+    from ofactl.precision import PRECISIONS
+
+    if value not in PRECISIONS:
+        raise OfactlError(f"--precision must be auto, fp32 or bf16, found {value!r}")
+    return value

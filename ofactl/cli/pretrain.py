@@ -28,6 +28,9 @@ def pretrain(
         "--set", metavar="KEY=VALUE", show_default=False,
         help="Override a config key (dotted for nested, e.g. optim.lr=5e-4; the value is read as YAML). "
              "Repeatable.")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", metavar="P", show_default=False,
+        help="auto, fp32 or bf16 (overrides the config's precision; auto: bf16 where the device has fast bf16).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Pretrain one OFA student: one lambda ~ U[0, lambda_max] per step (runs under torchrun too)."""
@@ -36,7 +39,8 @@ def pretrain(
 
     # the config and the paths it names are checked before torch is imported (seconds on a loaded machine)
     assignments = parse_assignments(set_ or [], option="--set")  # `--set segments=null` clears segments
-    options = {"data.path": data, "teacher": teacher, "segments": segments, "out": out, "steps": max_steps}
+    options = {"data.path": data, "teacher": teacher, "segments": segments, "out": out, "steps": max_steps,
+               "precision": precision}
     cfg = load_pretrain_config(config, assignments, **options)
     cfg.check_inputs()
     from ofactl.train import pretrain as run_pretrain

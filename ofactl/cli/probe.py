@@ -10,7 +10,7 @@ from rich.console import Console
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, QuietOption
+from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, PrecisionOption, QuietOption
 from ofactl.errors import OfactlError
 from ofactl.task_names import TASK_NAMES, check_task_name
 
@@ -147,6 +147,7 @@ def probe(
     patience: PatienceOption = 6,
     pooling: PoolingOption = "cif",
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Train a probe for TASK at one frame period (or lambda, or a learned lambda); append its rows.
@@ -171,13 +172,14 @@ def probe(
     results_path = resolve_results(results)
     which = _layer(layer)
     model_dir = precheck.model(model)
+    precheck.precision(precision)
     if learn_lambda:
         from ofactl.adaptive import check_learnable
 
         check_learnable(task)
     from ofactl.inference import load_model
 
-    m = load_model(model_dir, device=device)
+    m = load_model(model_dir, device=device, precision=precision)
     from ofactl.progress import ProgressLine
 
     with ProgressLine(f"probe {task}", enabled=not quiet) as status:
@@ -280,6 +282,7 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (jobs, feature bytes, memory per job, "
                                                             "audio to extract) and run nothing.")] = False,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Probe TASK across frame periods (resumable; failures are recorded and the sweep goes on)."""
@@ -302,13 +305,14 @@ def sweep(
     chosen_launcher = _launcher(launcher, jobs, results_path, dict(partition=slurm_partition, gpus=slurm_gpus,
                                                                    time=slurm_time, mem=slurm_mem))
     model_dir = precheck.model(model)
+    precheck.precision(precision)
     from ofactl import distributed as D
     from ofactl.inference import load_model
     from ofactl.sweep import execute, plan_sweep
     from ofactl.sweep_estimate import estimate
 
     env = D.setup(device)  # under torchrun: every rank extracts a share of the features, rank 0 runs the jobs
-    m = load_model(model_dir, device=str(env.device) if env.distributed else device)
+    m = load_model(model_dir, device=str(env.device) if env.distributed else device, precision=precision)
     plan = plan_sweep(task, data_path, m, results=results_path, periods=period_list, lambdas=lambda_list, lrs=lr_list,
                       seeds=seed_list, layer=which, features_dir=features_dir, max_epochs=max_epochs,
                       patience=patience, pooling=pooling, device="auto" if chosen_launcher.name == "slurm" else device)

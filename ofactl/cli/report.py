@@ -11,7 +11,7 @@ from rich.console import Console
 from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import _progress
-from ofactl.cli.options import DeviceOption, JsonOption, ModelOption, QuietOption
+from ofactl.cli.options import DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption
 
 ListOption = Optional[list[str]]
 
@@ -36,6 +36,7 @@ def profile(
                                          help="Target frame periods with units.")] = "20ms,40ms,90ms,160ms,320ms,960ms",
     seconds: Annotated[float, typer.Option("--seconds", min=0.05, help="Seconds of random audio per utterance.")] = 10.0,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     results: Annotated[Optional[Path], typer.Option("--results", metavar="FILE", show_default=False,
                                                     help="Append macs_per_s and throughput rows to this results table.")] = None,
     throughput: Annotated[bool, typer.Option("--throughput/--no-throughput",
@@ -48,11 +49,13 @@ def profile(
     """MACs per second of audio by component, and throughput, at each frame period."""
     import json
 
+    precheck.precision(precision)
     if preset is None:
         model = precheck.model(model)  # before torch: a wrong path is reported at once
     from ofactl.profile import profile_model, reduction_lines, render_profile
 
     kwargs = dict(preset=preset, periods=periods, duration_s=seconds, device=device, throughput=throughput,
+                  precision=precision,
                   min_time_s=min_time)
     bar, update = _progress(quiet or json_output, "profiling")
     if bar is not None:

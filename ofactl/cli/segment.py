@@ -10,7 +10,7 @@ import typer
 from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import LayoutOption, _progress
-from ofactl.cli.options import DeviceOption, QuietOption
+from ofactl.cli.options import DeviceOption, PrecisionOption, QuietOption
 from ofactl.errors import OfactlError
 
 
@@ -33,10 +33,12 @@ def segment(
     layout: LayoutOption = None,
     seed: Annotated[int, typer.Option("--seed", help="k-means seed.")] = 0,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """HuBERT-code segments (teacher layer -> k-means -> duration-penalised DP) or imported alignments."""
     precheck.output_file(out, flag="--out")
+    precheck.precision(precision)
     if from_alignments is None:
         if data is None or teacher is None:
             raise OfactlError("HuBERT-code segments need DATA and --teacher",
@@ -59,7 +61,7 @@ def segment(
         report_skipped(corpus.problems)
         model = load_teacher(teacher, device=resolve_device(device))
         bar, update = _progress(quiet, "segmenting")
-        kwargs = dict(layer=layer, n_clusters=clusters, smoothing=smoothing, seed=seed)
+        kwargs = dict(layer=layer, n_clusters=clusters, smoothing=smoothing, seed=seed, precision=precision)
         if bar is not None:
             with bar:
                 table = compute_segments(corpus.utterances, model, progress=update, **kwargs)

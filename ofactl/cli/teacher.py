@@ -12,7 +12,7 @@ import typer
 from ofactl.cli import precheck
 from ofactl.cli.app import app
 from ofactl.cli.data import LayoutOption, _progress
-from ofactl.cli.options import JsonOption, QuietOption
+from ofactl.cli.options import JsonOption, PrecisionOption, QuietOption
 
 teacher_app = typer.Typer(help="Teachers: train the small demo teacher, describe a teacher checkpoint.",
                           no_args_is_help=True)
@@ -32,15 +32,17 @@ def train_command(
                                                   help="Weight of the speaker loss (0: phones only).")] = 0.5,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     layout: LayoutOption = None,
+    precision: PrecisionOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Train a small HuBERT-shaped teacher (phone CTC + speaker head) for demos without a real HuBERT."""
     precheck.existing(data, "corpus", hint="check the path of the corpus with phone labels")
+    precheck.precision(precision)
     from ofactl.teacher_train import train_teacher
 
     bar, update = _progress(quiet, "training the teacher")
     kwargs = dict(split=split, dev_split=dev_split or None, layout=layout, steps=steps, lr=lr,
-                  speaker_weight=speaker_weight, seed=seed)
+                  speaker_weight=speaker_weight, seed=seed, precision=precision)
     if bar is not None:
         with bar:
             result = train_teacher(data, out, progress=lambda s, n, _row: update(s, n), **kwargs)

@@ -1,0 +1,146 @@
+"""bf16 against fp32, side by side in one run: extraction speed, feature agreement, pretraining step.
+
+* Extraction throughput of the ``distilhubert`` student (random weights) at
+  20 ms and 90 ms, batch 8 x 10 s: bf16 / fp32 (goal >= 2.0x).
+* Agreement on the same audio at lambdas 0, 0.5, 1, 1.5, 1.9 and in exact
+  mode at 90 ms: the fraction of utterances with the same frame count as fp32
+  (goal 100%) and the smallest per-frame cosine similarity (goal >= 0.999).
+* A pretraining step (student forward at lambda ~ U[0, 2), a teacher of
+  HuBERT Base's shapes in fp32, losses, backward, AdamW) at batch 8 x 4 s:
+  bf16 / fp32 (goal <= 0.6x).
+
+The machine's CPU decides what bf16 can gain: AMX and AVX512-BF16 compute it
+natively; without them the ratios show the cost of emulation.  Measure on a
+quiet machine.
+
+Run: python benchmarks/bench_precision.py [--quick]
+(or all benchmarks in one table: python benchmarks/run_all.py --only precision)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ofactl.calibrate import AlphaStats, alpha_stats, build_calibration
+from ofactl.inference import OFAModel
+from ofactl.model import OFAStudent, StudentConfig
+from ofactl.precision import cpu_bf16_flags
+
+from common import Result, at_least, at_most, info  # benchmarks/common.py (the script's directory is on sys.path)
+
+LAMBDAS = (0.0, 0.5, 1.0, 1.5, 1.9)
+
+
+def _timed(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up: kernel selection, allocator
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callable[[str], None]) -> list[Result]:
+    torch.manual_seed(0)
+    student = OFAStudent(StudentConfig.preset(preset)).eval()
+    args = (student, Path("."), "bench", None, torch.device("cpu"))
+    fp32, bf16 = OFAModel(*args, precision="fp32"), OFAModel(*args, precision="bf16")
+    g = torch.Generator().manual_seed(0)
+    n = int(seconds * 16000)
+    audio = torch.randn(batch, n, generator=g) * 0.1
+    lengths = torch.tensor([n - (n // (4 * batch)) * i for i in range(batch)])  # unequal lengths: padding too
+    with torch.inference_mode():
+        _, frames, alpha = student.front(audio, lengths)
+        cal = build_calibration((lengths.double() / 16000).tolist(), AlphaStats.cat([alpha_stats(alpha, frames)]))
+    audio_s = float(lengths.sum()) / 16000
+    speed: dict[tuple[str, int], float] = {}
+    for period in (20, 90):
+        lam = 0.0 if period == 20 else cal.lam_for(float(period))
+        for name, model in (("fp32", fp32), ("bf16", bf16)):
+            speed[name, period] = audio_s / _timed(lambda: model.encode_batch(audio, lengths, lam), repeat)
+        log(f"extract @ {period} ms (lambda {lam:.3f}): fp32 {speed['fp32', period]:.1f} audio-s/s, "
+            f"bf16 {speed['bf16', period]:.1f} audio-s/s, ratio {speed['bf16', period] / speed['fp32', period]:.2f}x")
+
+    same = total = 0
+    worst = 1.0
+    front32, front16 = fp32.encode_front(audio, lengths), bf16.encode_front(audio, lengths)
+    modes: list[tuple[str, dict]] = [(f"lambda {lam:g}", {"lam": lam}) for lam in LAMBDAS]
+    modes.append(("exact 90 ms", {"exact_period_ms": 90.0}))
+    for label, kwargs in modes:
+        ref, got = fp32.encode_back(front32, lengths, **kwargs), bf16.encode_back(front16, lengths, **kwargs)
+        mode_same = sum(r.features.shape == o.features.shape for r, o in zip(ref, got))
+        cos = min(float(torch.nn.functional.cosine_similarity(r.features, o.features, dim=-1).min())
+                  for r, o in zip(ref, got) if r.features.shape == o.features.shape and len(r.features))
+        same, total, worst = same + mode_same, total + len(ref), min(worst, cos)
+        log(f"agreement at {label}: {mode_same}/{len(ref)} identical frame counts, min cosine {cos:.5f}")
+    what = f"{preset}, {batch} x {seconds:g} s"
+    return [
+        at_least("precision", "precision.extract_20", f"extract 20 ms, bf16 / fp32 speed ({what})",
+                 speed["bf16", 20] / speed["fp32", 20], 2.0),
+        at_least("precision", "precision.extract_90", "extract 90 ms, bf16 / fp32 speed",
+                 speed["bf16", 90] / speed["fp32", 90], 2.0),
+        info("precision", "precision.speed_bf16_20", "bf16 extraction @ 20 ms", speed["bf16", 20], "audio-s/s"),
+        info("precision", "precision.speed_bf16_90", "bf16 extraction @ 90 ms", speed["bf16", 90], "audio-s/s"),
+        at_least("precision", "precision.same_lengths", f"identical frame counts, {total} utterance-lambdas",
+                 100.0 * same / total, 100.0, unit="%"),
+        at_least("precision", "precision.min_cosine", "min cosine bf16 vs fp32, every frame", worst, 0.999, unit=""),
+    ]
+
+
+def pretraining(preset: str, steps: int, batch: int, seconds: float, log: Callable[[str], None]) -> list[Result]:
+    from bench_pretrain import run as run_steps  # the same step as benchmarks/bench_pretrain.py
+
+    from ofactl.pretrain_config import PretrainConfig
+    from ofactl.train import step_lambda
+
+    g = torch.Generator().manual_seed(0)
+    n = int(seconds * 16000)
+    batches = []
+    for _ in range(steps):
+        lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
+        lengths[0] = n
+        batches.append((torch.randn(batch, n, generator=g) * 0.1, lengths))
+    lams = [step_lambda(PretrainConfig(seed=0), s) for s in range(steps)]
+    warmup = 1
+    t32, _ = run_steps(preset, batches, lams, warmup, precision="fp32")
+    t16, _ = run_steps(preset, batches, lams, warmup, precision="bf16")
+    log(f"pretraining step ({preset}, teacher in fp32, {batch} x {seconds:g} s, {steps - warmup} "
+        f"timed steps): fp32 {1e3 * t32:.0f} ms, bf16 {1e3 * t16:.0f} ms, ratio {t16 / t32:.2f}x")
+    return [
+        at_most("precision", "precision.pretrain_step", f"pretraining step, bf16 / fp32 ({preset}, {batch} x "
+                f"{seconds:g} s)", t16 / t32, 0.6),
+        info("precision", "precision.pretrain_ms_bf16", "bf16 pretraining step", 1e3 * t16, "ms"),
+    ]
+
+
+def measure(quick: bool = False, preset: str = "distilhubert", batch: int | None = None, seconds: float | None = None,
+            steps: int | None = None, log: Callable[[str], None] | None = None) -> list[Result]:
+    """Side-by-side bf16 / fp32 ratios (see the module docstring); ``quick`` uses 2 x 4 s and fewer steps."""
+    log = log or (lambda line: None)
+    flags = ", ".join(sorted(cpu_bf16_flags())) or "none (bf16 is emulated)"
+    log(f"# bf16 vs fp32; {platform.machine()}, CPU bf16 flags: {flags}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads")
+    batch = batch or (2 if quick else 8)
+    seconds = seconds or (4.0 if quick else 10.0)
+    results = extraction(preset, batch, seconds, 1 if quick else 2, log)
+    results += pretraining(preset, steps or (3 if quick else 5), batch, min(seconds, 4.0), log)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    for r in measure(quick=args.quick, log=print):
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
