@@ -63,7 +63,7 @@ def test_the_feature_cache_is_keyed_by_the_data_and_heals_a_bad_entry(synth_corp
     first = synth_corpus / DATA["ic"]
     second = tmp_path / "copy" / DATA["ic"]
     shutil.copytree(first, second)
-    feats, results = tmp_path / "features", tmp_path / "r.csv"
+    feats = tmp_path / "features"
     for data in (first, second):
         rows = run_probe("ic", data, calibrated_model, lam=0.5, features_dir=feats, max_epochs=1)
         assert rows[0].status == "ok"

@@ -15,7 +15,7 @@ from ofactl.cli import app
 from ofactl.data.layouts.base import Utterance
 from ofactl.results import read_results
 from ofactl.tasks import get_task
-from ofactl.tasks.sf import Target, slot_stats, slot_type_f1, slot_value_cer, to_text, tokens_of
+from ofactl.tasks.sf import Target, slot_type_f1, slot_value_cer, to_text
 from ofactl.workspace import MODEL_ENV_VAR
 from probe_fixtures import DATA, UTTERANCES
 
