@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ofactl.cli.app import app
 from ofactl.cli.options import JsonOption, QuietOption
+from ofactl.progress import ProgressLine
 
 data_app = typer.Typer(help="Corpora: inspect a dataset, synthesise the demo corpus.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -21,17 +22,6 @@ LayoutOption = Annotated[
                  help="generic, librispeech, speech_commands, voxceleb1, fluent, iemocap, quesst14, snips "
                       "(default: detect)."),
 ]
-
-
-def _progress(quiet: bool, description: str):
-    """A progress display usable as ``progress(done, total)`` (a bar on a terminal, a line every 30 s in a log);
-    (None, None) when quiet."""
-    if quiet:
-        return None, None
-    from ofactl.progress import ProgressLine
-
-    bar = ProgressLine(description)
-    return bar, bar.update
 
 
 @data_app.command("inspect")
@@ -48,13 +38,9 @@ def inspect_command(
     """Layout, utterances and hours per split, label counts, and every problem found."""
     from ofactl.data.inspect import inspect_corpus, render
 
-    bar, update = _progress(quiet or json_output, "reading headers")
     options = {"id_from": id_from} if id_from is not None else {}
-    if bar is not None:
-        with bar:
-            report = inspect_corpus(path, layout, deep=deep, progress=update, **options)
-    else:
-        report = inspect_corpus(path, layout, deep=deep, **options)
+    with ProgressLine("reading headers", enabled=not (quiet or json_output)) as bar:
+        report = inspect_corpus(path, layout, deep=deep, progress=bar.update, **options)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -84,12 +70,8 @@ def synth_command(
 
     kwargs = dict(speakers=speakers, utterances=utterances, seed=seed, overwrite=overwrite,
                   held_out_speakers=held_out_speakers, dev_utterances=dev_utterances, test_utterances=test_utterances)
-    bar, update = _progress(quiet, "synthesising")
-    if bar is not None:
-        with bar:
-            report = synthesize_corpus(out_dir, progress=update, **kwargs)
-    else:
-        report = synthesize_corpus(out_dir, **kwargs)
+    with ProgressLine("synthesising", enabled=not quiet) as bar:
+        report = synthesize_corpus(out_dir, progress=bar.update, **kwargs)
     what = "already there" if report.reused else f"written in {report.seconds:.1f} s"
     typer.echo(f"{report.n_files} files, {report.total_hours:.3f} h of speech in {out_dir} ({what})")
     for name, count in report.counts.items():

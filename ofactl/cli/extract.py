@@ -11,10 +11,11 @@ from rich.markup import escape
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.data import LayoutOption, _progress
+from ofactl.cli.data import LayoutOption
 from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, PrecisionOption, QuietOption
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
+from ofactl.progress import ProgressLine
 
 SplitOption = Annotated[Optional[str], typer.Option("--split", "-s", metavar="SPLIT", show_default=False,
                                                     help="Use only this split of the corpus.")]
@@ -58,16 +59,12 @@ def calibrate(
     from ofactl.calibrate import render_table
     from ofactl.extract import measure_calibration
 
-    bar, update = _progress(quiet, "calibrating")
     problems: list = []
     warnings: list[str] = []
     kwargs = dict(split=split, layout=layout, device=device, report=problems.append, id_from=id_from,
                   warn=warnings.append, precision=precision)
-    if bar is not None:
-        with bar:
-            cal = measure_calibration(model, data, progress=update, **kwargs)
-    else:
-        cal = measure_calibration(model, data, **kwargs)
+    with ProgressLine("calibrating", enabled=not quiet) as bar:
+        cal = measure_calibration(model, data, progress=bar.update, **kwargs)
     report_skipped(problems)
     for line in warnings:
         Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]warning:[/] {escape(line)}")
@@ -120,15 +117,11 @@ def extract(
     model = precheck.model(model)
     from ofactl.extract import extract_features
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    bar, update = _progress(quiet or not main_rank, "extracting")
     kwargs = dict(model=model, period=period, lam=lam, exact=exact, layer=layer, dtype=dtype, device=device,
                   overwrite=overwrite, layout=layout, split=split, id_from=id_from, max_batch_s=batch_s,
                   num_workers=workers, part_mb=part_mb, precision=precision)
-    if bar is not None:
-        with bar:
-            result = extract_features(wavs, out, progress=update, **kwargs)
-    else:
-        result = extract_features(wavs, out, **kwargs)
+    with ProgressLine("extracting", enabled=not quiet and main_rank) as bar:
+        result = extract_features(wavs, out, progress=bar.update, **kwargs)
     if not main_rank:
         return
     console = Console(stderr=True, soft_wrap=True)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.data import _progress
+from ofactl.progress import ProgressLine
 from ofactl.cli.options import DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption
 
 ListOption = Optional[list[str]]
@@ -57,12 +57,8 @@ def profile(
     kwargs = dict(preset=preset, periods=periods, duration_s=seconds, device=device, throughput=throughput,
                   precision=precision,
                   min_time_s=min_time)
-    bar, update = _progress(quiet or json_output, "profiling")
-    if bar is not None:
-        with bar:
-            prof = profile_model(model, progress=update, **kwargs)
-    else:
-        prof = profile_model(model, **kwargs)
+    with ProgressLine("profiling", enabled=not (quiet or json_output)) as bar:
+        prof = profile_model(model, progress=bar.update, **kwargs)
     if results is not None:
         from ofactl.results import append_rows
 

@@ -9,9 +9,10 @@ import typer
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.data import LayoutOption, _progress
+from ofactl.cli.data import LayoutOption
 from ofactl.cli.options import DeviceOption, PrecisionOption, QuietOption
 from ofactl.errors import OfactlError
+from ofactl.progress import ProgressLine
 
 
 @app.command()
@@ -60,12 +61,8 @@ def segment(
 
         report_skipped(corpus.problems)
         model = load_teacher(teacher, device=resolve_device(device))
-        bar, update = _progress(quiet, "segmenting")
         kwargs = dict(layer=layer, n_clusters=clusters, smoothing=smoothing, seed=seed, precision=precision)
-        if bar is not None:
-            with bar:
-                table = compute_segments(corpus.utterances, model, progress=update, **kwargs)
-        else:
-            table = compute_segments(corpus.utterances, model, **kwargs)
+        with ProgressLine("segmenting", enabled=not quiet) as bar:
+            table = compute_segments(corpus.utterances, model, progress=bar.update, **kwargs)
     table.save(out)
     typer.echo(f"{out}: {len(table)} utterances, mean segment {table.mean_duration_ms():.0f} ms")

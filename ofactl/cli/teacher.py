@@ -11,8 +11,9 @@ import typer
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.data import LayoutOption, _progress
+from ofactl.cli.data import LayoutOption
 from ofactl.cli.options import JsonOption, PrecisionOption, QuietOption
+from ofactl.progress import ProgressLine
 
 teacher_app = typer.Typer(help="Teachers: train the small demo teacher, describe a teacher checkpoint.",
                           no_args_is_help=True)
@@ -40,14 +41,10 @@ def train_command(
     precheck.precision(precision)
     from ofactl.teacher_train import train_teacher
 
-    bar, update = _progress(quiet, "training the teacher")
     kwargs = dict(split=split, dev_split=dev_split or None, layout=layout, steps=steps, lr=lr,
                   speaker_weight=speaker_weight, seed=seed, precision=precision)
-    if bar is not None:
-        with bar:
-            result = train_teacher(data, out, progress=lambda s, n, _row: update(s, n), **kwargs)
-    else:
-        result = train_teacher(data, out, **kwargs)
+    with ProgressLine("training the teacher", enabled=not quiet) as bar:
+        result = train_teacher(data, out, progress=lambda step, steps, _losses: bar.update(step, steps), **kwargs)
     per = "n/a" if math.isnan(result.dev_per) else f"{result.dev_per:.3f}"
     typer.echo(f"{result.path}: {result.steps} steps in {result.seconds:.0f} s on {result.train_utterances} "
                f"utterances of {result.train_speakers} speakers; phone CTC loss "
