@@ -241,10 +241,12 @@ def build_encoder(
     input_dropout: float = 0.0,
     layer_norm_first: bool = False,
     layer_drop: float = 0.0,
+    projection_layer_norm: bool = True,
 ) -> nn.Module:
     """torchaudio's wav2vec2 ``Encoder`` (feature projection, positional conv, transformer).
 
     ``layer_norm_first`` follows fairseq's meaning (False: post-LN, HuBERT Base).
+    ``projection_layer_norm=False`` drops the LayerNorm before the projection (DistilHuBERT has none).
     The returned module's state-dict keys are torchaudio's ``encoder.*`` keys.
     """
     from torchaudio.models import wav2vec2_model
@@ -271,6 +273,8 @@ def build_encoder(
     if encoder.feature_projection.layer_norm.normalized_shape[0] != in_dim:
         encoder.feature_projection.layer_norm = nn.LayerNorm(in_dim)
         encoder.feature_projection.projection = nn.Linear(in_dim, embed_dim)
+    if not projection_layer_norm:
+        encoder.feature_projection.layer_norm = nn.Identity()
     return encoder
 
 

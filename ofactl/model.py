@@ -35,7 +35,11 @@ PRESETS = ("distilhubert", "tiny")
 class StudentConfig:
     """Sizes of the student.  Plain data: ``dataclasses.asdict`` gives the dict stored in checkpoints.
 
-    Defaults are the paper's DistilHuBERT+CIF (preset ``distilhubert``).
+    Defaults are the paper's DistilHuBERT+CIF (preset ``distilhubert``): DistilHuBERT exactly as s3prl builds
+    it (no LayerNorm between the CNN and the projection, no dropout after the projection, the CNN's gradient
+    scaled by 0.1 in pretraining) plus the alpha module.  Configs saved by ofactl 0.1 have no
+    ``projection_layer_norm`` key: :meth:`from_dict` reads them with 0.1's architecture (that LayerNorm, a 0.1
+    dropout after the projection), so they load and give the same outputs.
     """
 
     conv_layers: tuple[tuple[int, int, int], ...] = WAV2VEC2_CONV
@@ -52,14 +56,16 @@ class StudentConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.1
     activation_dropout: float = 0.1
-    input_dropout: float = 0.1
+    input_dropout: float = 0.0  # after the projection (0.1 in ofactl 0.1; DistilHuBERT has none)
     layer_drop: float = 0.0
+    #: a LayerNorm on the CNN features before the projection (HuBERT has one, DistilHuBERT not; ofactl 0.1 had it)
+    projection_layer_norm: bool = False
     target_layers: tuple[int, ...] = (4, 8, 12)
     target_dim: int = 768
     head_inner_dim: int = 768
     #: scales the CNN's gradient in training (fairseq/s3prl ``feature_grad_mult``); 0 freezes the CNN (no backward
     #: through it, the cheapest choice when it was copied from the teacher); 1 trains it like the rest
-    feature_grad_mult: float = 1.0
+    feature_grad_mult: float = 0.1
 
     def __post_init__(self) -> None:
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
@@ -86,7 +92,8 @@ class StudentConfig:
 
     @classmethod
     def preset(cls, name: str) -> StudentConfig:
-        """``"distilhubert"`` (the paper's sizes, ~24M parameters) or ``"tiny"`` (tests, CPU demos)."""
+        """``"distilhubert"`` (the paper's sizes, ~24M parameters; DistilHuBERT exactly) or ``"tiny"`` (tests, CPU
+        demos; with ofactl 0.1's LayerNorm before the projection and dropout after it)."""
         if name == "distilhubert":
             return cls()
         if name == "tiny":
@@ -101,6 +108,8 @@ class StudentConfig:
                 target_layers=(2, 4, 6),
                 target_dim=64,
                 head_inner_dim=64,
+                # the demo's and the tests' student keeps ofactl 0.1's architecture (its numbers stay comparable)
+                **V01_DEFAULTS,
             )
         raise OfactlError(f"unknown student preset {name!r}", hint=f"choose one of: {', '.join(PRESETS)}")
 
@@ -113,6 +122,8 @@ class StudentConfig:
         unknown = sorted(set(data) - set(valid))
         if unknown:
             raise OfactlError(f"unknown student config key(s): {', '.join(unknown)}", hint=f"valid keys: {', '.join(valid)}")
+        if "projection_layer_norm" not in data:  # saved by ofactl 0.1: its architecture and defaults
+            data = {**V01_DEFAULTS, **data}
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +132,10 @@ class StudentConfig:
         d["conv_layers"] = [list(layer) for layer in self.conv_layers]
         d["target_layers"] = list(self.target_layers)
         return d
+
+
+#: What a config saved by ofactl 0.1 (no ``projection_layer_norm`` key) leaves out means 0.1's values.
+V01_DEFAULTS: dict[str, Any] = {"projection_layer_norm": True, "input_dropout": 0.1, "feature_grad_mult": 1.0}
 
 
 class PredictionHeads(nn.Module):
@@ -199,6 +214,7 @@ class OFAStudent(nn.Module):
             input_dropout=c.input_dropout,
             layer_norm_first=c.layer_norm_first,
             layer_drop=c.layer_drop,
+            projection_layer_norm=c.projection_layer_norm,
         )
         self.heads = PredictionHeads(c.embed_dim, c.head_inner_dim, c.target_dim, len(c.target_layers))
 

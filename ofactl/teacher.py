@@ -894,6 +894,8 @@ def _read_huggingface_dir(path: Path) -> tuple[TeacherConfig, dict[str, Tensor]]
 # --------------------------------------------------------------------------------------------- student init
 
 
+_PROJECTION_NORM = "encoder.feature_projection.layer_norm."
+
 _SHARED_PREFIXES = (
     "feature_extractor.",
     "encoder.feature_projection.",
@@ -933,7 +935,9 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module, num_layers
     student_state = student.state_dict()
     teacher_state = teacher.state_dict()
     student_keys = [k for k in student_state if k.startswith(prefixes)]
-    teacher_keys = [k for k in teacher_state if k.startswith(prefixes)]
+    # DistilHuBERT has no LayerNorm before its projection: the teacher's (HuBERT's) is left behind, as s3prl does
+    dropped = () if any(k.startswith(_PROJECTION_NORM) for k in student_keys) else (_PROJECTION_NORM,)
+    teacher_keys = [k for k in teacher_state if k.startswith(prefixes) and not k.startswith(dropped)]
     for key in student_keys:
         if key not in teacher_state:
             raise OfactlError(f"cannot initialise the student from the teacher: the teacher has no {key}",

@@ -133,3 +133,30 @@ def test_half_precision_forward(tiny):
     assert torch.isfinite(out.hidden_states[-1]).all()
     # same segmentation unless a firing decision sits within bf16 noise of an integer
     assert (out.lengths - ref.lengths).abs().max() <= 1
+
+
+def test_distilhubert_preset_is_distilhubert_and_0_1_configs_keep_their_architecture(tmp_path):
+    """Issue 15 #1: no LayerNorm before the projection, no dropout after it, feature_grad_mult 0.1; a config
+    saved by ofactl 0.1 (no projection_layer_norm key) still builds 0.1's model and gives the same outputs."""
+    from ofactl.checkpoint import load_model, save_model
+    from ofactl.model import V01_DEFAULTS
+
+    cfg = StudentConfig.preset("distilhubert")
+    assert (cfg.projection_layer_norm, cfg.input_dropout, cfg.feature_grad_mult) == (False, 0.0, 0.1)
+    keys = OFAStudent(cfg).state_dict()
+    assert not any(k.startswith("encoder.feature_projection.layer_norm.") for k in keys)
+
+    old = StudentConfig.preset("tiny").to_dict()
+    del old["projection_layer_norm"]
+    old.update(input_dropout=0.1, feature_grad_mult=1.0)  # what 0.1 wrote
+    torch.manual_seed(0)
+    legacy = OFAStudent(StudentConfig.from_dict(old)).eval()
+    assert legacy.config.projection_layer_norm and legacy.config == StudentConfig.from_dict({**old, **V01_DEFAULTS})
+    assert "encoder.feature_projection.layer_norm.weight" in legacy.state_dict()
+    save_model(tmp_path / "m", legacy)
+    loaded = load_model(tmp_path / "m").eval()
+    audio, lengths = torch.randn(2, 12000), torch.tensor([12000, 9000])
+    with torch.no_grad():
+        for lam in (0.0, 1.2):
+            a, b = legacy(audio, lengths, lam=lam), loaded(audio, lengths, lam=lam)
+            torch.testing.assert_close(a.hidden_states[-1], b.hidden_states[-1])

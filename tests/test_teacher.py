@@ -584,8 +584,15 @@ def test_bad_tiny_random_seed(spec):
 def test_init_student_from_teacher_lam0_matches_teacher():
     model = pytest.importorskip("ofactl.model")
     torch.manual_seed(0)
-    student = model.OFAStudent(model.StudentConfig.preset("tiny"))
+    # a student that keeps HuBERT's LayerNorm before the projection equals the teacher at lambda 0
+    config = model.StudentConfig.from_dict({**model.StudentConfig.preset("tiny").to_dict(),
+                                             "projection_layer_norm": True})
+    student = model.OFAStudent(config)
     teacher = load_teacher("tiny-random:1")
+    plain = model.OFAStudent(model.StudentConfig.from_dict({**model.StudentConfig.preset("tiny").to_dict(),
+                                                            "projection_layer_norm": False}))  # as DistilHuBERT
+    assert not any(k.startswith("encoder.feature_projection.layer_norm.")
+                   for k in init_student_from_teacher(plain, teacher))
     lengths = torch.tensor([8000, 5100])
     audio = audio_batch(2, 8000, seed=12)
     ref = teacher(audio, lengths, layers=[2])
