@@ -51,6 +51,9 @@ class PretrainConfig:
     student_overrides: dict[str, Any] = field(default_factory=dict)
     teacher: str = ""
     init_from_teacher: bool = True
+    #: start from these student weights instead: an ofactl model directory, or an s3prl DistilHuBERT checkpoint
+    #: (its architecture replaces ``student``; ``student_overrides`` still apply; the alpha module starts fresh)
+    init_student: str | None = None
     segments: str | None = None
     lambda_max: float = 2.0 - 1e-5
     fixed_lambda: float | None = None
@@ -91,6 +94,9 @@ class PretrainConfig:
         if not Path(self.data.path).exists():
             raise OfactlError(f"training corpus {self.data.path}: no such file or folder",
                               hint="pass --data DIR or set data.path in the config")
+        if self.init_student and not Path(self.init_student).exists():
+            raise OfactlError(f"--init-student {self.init_student}: no such file or folder",
+                              hint="an ofactl model directory or an s3prl DistilHuBERT checkpoint")
         if self.segments and not Path(self.segments).exists():
             raise OfactlError(f"segments file {self.segments}: no such file",
                               hint="write one with `ofactl segment`, or drop it with --set segments=null")

@@ -245,7 +245,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
 
     # --- models
     torch.manual_seed(cfg.seed)
-    student_cfg = StudentConfig.preset(cfg.student)
+    initial = _initial_student(cfg.init_student, cfg.seed) if cfg.init_student else None
+    student_cfg = initial.config if initial is not None else StudentConfig.preset(cfg.student)
     if cfg.student_overrides:
         student_cfg = StudentConfig.from_dict({**student_cfg.to_dict(), **cfg.student_overrides})
     precision = resolve_precision(cfg.precision, env.device, student_cfg.embed_dim)  # auto: bf16 where it is faster
@@ -253,7 +254,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         raise OfactlError(f"the student predicts teacher layers {list(student_cfg.target_layers)} but the teacher has "
                           f"{teacher.config.num_layers}", hint="set student_overrides.target_layers")
     student = OFAStudent(student_cfg)
-    if cfg.init_from_teacher:
+    if initial is not None:
+        try:
+            student.load_state_dict(initial.state_dict())
+        except RuntimeError:
+            raise OfactlError(f"student_overrides change the architecture of the --init-student weights "
+                              f"({cfg.init_student})", hint="override training settings only (dropouts, "
+                              "feature_grad_mult), not sizes") from None
+    elif cfg.init_from_teacher:
         init_student_from_teacher(student, teacher)
     student.to(env.device).train()
     model: nn.Module = DDP(student) if env.distributed else student
@@ -368,6 +376,19 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     D.cleanup(env)
     return PretrainResult(out, step, step >= cfg.steps, interrupted, last, time.time() - t_start,
                           len(corpus.problems), digest, started_fresh, recorded, kept)
+
+
+def _initial_student(source: str, seed: int) -> nn.Module:
+    """The student weights ``--init-student`` names: an ofactl model directory, or an s3prl DistilHuBERT
+    checkpoint (imported on the fly, with a fresh alpha module)."""
+    path = Path(source)
+    if path.is_dir() or path.name == "model.pt":
+        from ofactl.checkpoint import load_model
+
+        return load_model(path if path.is_dir() else path.parent)
+    from ofactl.s3prl_import import student_from_distiller
+
+    return student_from_distiller(path, seed=seed)
 
 
 def _record_default(out: Path) -> tuple[bool, Path | None]:

@@ -16,5 +16,6 @@ from ofactl.cli import report as _report  # noqa: F401  (registers `ofactl profi
 from ofactl.cli import probe as _probe  # noqa: F401  (registers `ofactl probe`, `ofactl sweep`)
 from ofactl.cli import compare as _compare  # noqa: F401  (registers `ofactl compare`)
 from ofactl.cli import use as _use  # noqa: F401  (registers `ofactl use`)
+from ofactl.cli import import_model as _import  # noqa: F401  (registers `ofactl import`)
 
 __all__ = ["app", "main", "DEBUG_ENV_VAR", "DeviceOption", "JsonOption", "ModelOption", "PeriodOption", "QuietOption"]

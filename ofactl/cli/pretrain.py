@@ -19,6 +19,10 @@ def pretrain(
     data: Annotated[Optional[str], typer.Option("--data", metavar="DIR", help="Training corpus (overrides data.path).")] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", metavar="SPEC",
                                                    help="Teacher checkpoint, HF directory or tiny-random.")] = None,
+    init_student: Annotated[Optional[str], typer.Option(
+        "--init-student", metavar="PATH", show_default=False,
+        help="Start from these student weights: an ofactl model directory or an s3prl DistilHuBERT checkpoint "
+             "(instead of the teacher's layers).")] = None,
     segments: Annotated[Optional[str], typer.Option("--segments", metavar="FILE",
                                                     help="Guidance segments from `ofactl segment`.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help="Model directory to write.")] = None,
@@ -40,7 +44,7 @@ def pretrain(
     # the config and the paths it names are checked before torch is imported (seconds on a loaded machine)
     assignments = parse_assignments(set_ or [], option="--set")  # `--set segments=null` clears segments
     options = {"data.path": data, "teacher": teacher, "segments": segments, "out": out, "steps": max_steps,
-               "precision": precision}
+               "precision": precision, "init_student": init_student}
     cfg = load_pretrain_config(config, assignments, **options)
     cfg.check_inputs()
     from ofactl.train import pretrain as run_pretrain
