@@ -108,7 +108,7 @@ def _cache_split(model, data, task: Task, split: str, out: Path) -> Path:
              "data": str(Path(data).resolve()), "split": split, "task": task.name, "precision": model.precision}
     if is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, "float32"):
         return out
-    corpus = probe(read_corpus(data, task.layout, split=split))
+    corpus = probe(read_corpus(data, task.layout_of(data), split=split))
     out.parent.mkdir(parents=True, exist_ok=True)
     # a cache: anything else at the path (other settings, an unreadable file) is replaced
     with FeatureWriter(out, attrs, dtype="float32", overwrite=out.exists()) as writer, torch.inference_mode():

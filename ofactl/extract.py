@@ -416,9 +416,14 @@ def extract_features(
 
 
 def _skip_problems(corpus, runs: list[_Run]) -> None:
-    """Record the corpus's unreadable files in every run (once each)."""
-    for problem in corpus.problems:
+    """Record the corpus's unreadable files in every run (once each).  A problem whose id is also a kept
+    utterance's (a duplicate id: the first entry is kept) is recorded under its own key, so that it never stops
+    the kept utterance from being extracted."""
+    kept = {u.id for u in corpus.utterances}
+    for n, problem in enumerate(corpus.problems):
         key = problem.id or Path(problem.path).stem
+        if key in kept:
+            key = f"{key}~problem{n}"
         for run in runs:
             if key not in run.writer.done_ids:
                 run.writer.skip(key, problem.path, f"{problem.reason}: {problem.detail}")

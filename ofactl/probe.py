@@ -84,7 +84,7 @@ def features_path(features_dir: str | Path, model_sha256: str, task: str, split:
     layer_part = ("" if str(layer) == "last" else f"-layer{layer}") + ("" if precision == "fp32" else f"-{precision}")
     folder = Path(features_dir) / model_sha256[:12] / task
     if data is not None:
-        folder = folder / data_key(str(data), get_task(task).layout, split)
+        folder = folder / data_key(str(data), get_task(task).layout_of(data), split)
     return folder / f"{split}-{tag}{layer_part}.h5"
 
 
@@ -108,7 +108,7 @@ def labelled(task: Task, data: str | Path, split: str) -> tuple[dict[str, Any], 
     """``{utterance id: label}`` of one split, and how many utterances had no label for the task."""
     from ofactl.data.corpora import read_corpus
 
-    corpus = read_corpus(data, task.layout, split=split)
+    corpus = read_corpus(data, task.layout_of(data), split=split)
     labels, missing = {}, 0
     for u in corpus.utterances:
         lab = task.label(u)
@@ -220,10 +220,10 @@ def prepare(
         out.parent.mkdir(parents=True, exist_ok=True)
         # a cache: a complete file with these settings is reused, anything else there is replaced
         if pooling == "uniform":
-            extract_features(data, out, model=m, period=p, layer=layer, layout=task.layout, split=split,
+            extract_features(data, out, model=m, period=p, layer=layer, layout=task.layout_of(data), split=split,
                              num_workers=0, pooling="uniform", cache=True)
         else:
-            extract_features(data, out, model=m, lam=lam_value, layer=layer, layout=task.layout, split=split,
+            extract_features(data, out, model=m, lam=lam_value, layer=layer, layout=task.layout_of(data), split=split,
                              num_workers=0, cache=True)
         paths[role] = out
     train_labels = list(labels["train"].values())

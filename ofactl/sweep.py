@@ -514,7 +514,7 @@ def _extract_points(plan: SweepPlan, say) -> None:
                    value for tag, value in wanted.items()}
         say(f"{task.name} features {split} at {len(outputs)} period(s)")
         try:
-            extract_lambdas(plan.data, outputs, model=m, layer=plan.layer, layout=task.layout, split=split,
+            extract_lambdas(plan.data, outputs, model=m, layer=plan.layer, layout=task.layout_of(plan.data), split=split,
                             num_workers=0, overwrite=True)  # a cache: whatever else is at the path is replaced
         except KeyboardInterrupt:
             raise

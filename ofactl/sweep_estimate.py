@@ -104,7 +104,7 @@ def estimate(plan, jobs: int = 1) -> SweepEstimate:
     est = SweepEstimate(task.name, len(plan.jobs), len({(j.period_ms, j.lam) for j in plan.jobs}), len(plan.lrs),
                         len(plan.seeds), len(plan.skipped), dim=dim, concurrency=jobs)
     for split in task.splits:
-        corpus = read_headers(read_corpus(plan.data, task.layout, split=split))
+        corpus = read_headers(read_corpus(plan.data, task.layout_of(plan.data), split=split))
         durations = [u.duration_s or 0.0 for u in corpus.utterances]
         est.splits.append(SplitAudio(split, len(durations), float(sum(durations)), max(durations, default=0.0)))
     seconds = sum(s.seconds for s in est.splits)

@@ -103,6 +103,10 @@ def extract(
     batch_s: Annotated[float, typer.Option("--batch-seconds", min=1.0, help="Padded audio seconds per batch.")] = 160.0,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Audio-reading worker processes.")] = 2,
     part_mb: Annotated[float, typer.Option("--part-mb", min=0.0, help="MB of features per crash-safe part file.")] = 64.0,
+    lhotse_manifest: Annotated[Optional[Path], typer.Option(
+        "--lhotse-manifest", metavar="FILE", show_default=False,
+        help="Also write a lhotse CutSet manifest (e.g. cuts_feats.jsonl.gz) whose features point into OUT.h5 "
+             "(needs --exact).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Extract features at a frame period (or lambda) into HDF5; resumable, crash-safe, torchrun-aware."""
@@ -114,6 +118,11 @@ def extract(
     precheck.precision(precision)
     precheck.existing(wavs, "input", hint="give a folder of audio, a manifest, a corpus or one audio file")
     precheck.output_file(out)
+    if lhotse_manifest is not None:
+        if not exact or layer == "all":
+            raise OfactlError("--lhotse-manifest needs --exact and one layer (lhotse assumes one frame shift and a "
+                              "(frames, dim) matrix per cut)", hint="add --period P --exact")
+        precheck.output_file(lhotse_manifest, flag="--lhotse-manifest")
     model = precheck.model(model)
     from ofactl.extract import extract_features
     main_rank = int(os.environ.get("RANK", "0")) == 0
@@ -136,5 +145,10 @@ def extract(
         console.print(f"[yellow]warning:[/] {len(result.skipped)} file(s) skipped (recorded in the `skipped` attribute):")
         for s in result.skipped[:20]:
             console.print(f"  {s.get('path', s.get('id'))}: {s.get('reason')}", highlight=False)
-        if strict:
-            raise typer.Exit(3)
+    if lhotse_manifest is not None:
+        from ofactl.lhotse_io import write_cuts_manifest
+
+        n = write_cuts_manifest(result.out, wavs, lhotse_manifest, layout=layout, split=split, id_from=id_from)
+        typer.echo(f"{lhotse_manifest}: {n} cuts with features in {result.out} (lhotse: cut.load_features())")
+    if result.skipped and strict:
+        raise typer.Exit(3)

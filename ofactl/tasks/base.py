@@ -110,6 +110,15 @@ class Task:
         """
         raise NotImplementedError
 
+    def layout_of(self, data) -> str:
+        """The layout to read ``data`` with: ``lhotse`` for lhotse manifests (labels from the supervisions, split
+        names from the file names), else the task's own :attr:`layout`."""
+        from pathlib import Path
+
+        from ofactl.data.layouts import lhotse_cuts
+
+        return lhotse_cuts.NAME if lhotse_cuts.find_root(Path(data)) is not None else self.layout
+
     def no_labels(self, data, split: str):
         """The error for a split with no utterance labelled for this task (a task may say more)."""
         from ofactl.errors import OfactlError
