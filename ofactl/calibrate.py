@@ -48,7 +48,7 @@ from torch import Tensor
 from ofactl import __version__
 from ofactl.cif import FIRE_EPS, LAMBDA_MAX, modify_alpha
 from ofactl.errors import OfactlError
-from ofactl.period import FramePeriod
+from ofactl.period import FRAME_MS, FramePeriod
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -68,8 +68,6 @@ __all__ = [
     "render_table",
 ]
 
-#: Frame period of the CNN front-end (320 samples at 16 kHz).
-FRAME_MS = 20.0
 CALIBRATION_FILE = "calibration.json"  # == ofactl.checkpoint.CALIBRATION_FILE
 CALIBRATION_FORMAT_VERSION = 1
 #: Last grid point when calibrating up to lambda 2 (the open end).

@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from ofactl.errors import OfactlError
-from ofactl.period import FramePeriod
+from ofactl.period import FramePeriod, OperatingPoint
 
 Progress = Callable[[int, int], None]
 
@@ -344,15 +344,8 @@ def extract_features(
     from ofactl.inference import OFAModel, load_model, parse_layer
 
     t0 = time.time()
-    if (period is None) == (lam is None):
-        raise OfactlError("give exactly one of --period and --lambda")
-    if exact and period is None:
-        raise OfactlError("--exact needs --period (the frame period each utterance is cut to)")
-    p = FramePeriod.parse(period) if isinstance(period, str) else period
-    if p is not None and p.ms < 20.0:
-        raise OfactlError(f"{p} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
-    if lam is not None and not 0.0 <= lam < 2.0:
-        raise OfactlError(f"--lambda must lie in [0, 2), found {lam}")
+    point = OperatingPoint.of(period, lam, exact)  # every argument check of the operating point, in one place
+    p, lam = point.period, point.lam
     if pooling not in ("cif", "uniform"):
         raise OfactlError(f"pooling must be cif or uniform, found {pooling!r}")
     uniform = pooling == "uniform"

@@ -27,12 +27,10 @@ from ofactl.cif import cif, modify_alpha
 from ofactl.errors import OfactlError
 from ofactl.layers import SAMPLE_RATE, MaskedGroupNorm, conv_output_lengths, run_encoder
 from ofactl.model import OFAStudent
-from ofactl.period import FramePeriod
+from ofactl.period import FRAME_MS, FramePeriod, OperatingPoint
 
 #: Layers: "last", "all", or an index into hidden_states (0 = transformer input).
 LayerSpec = str | int
-#: The CNN's frame period.
-FRAME_MS = 20.0
 
 
 def parse_layer(layer: LayerSpec, num_layers: int) -> int | str:
@@ -100,10 +98,7 @@ class OFAModel:
 
     def lam_for(self, period: FramePeriod | str) -> float:
         """Lambda for a target period from the calibration (error if there is none)."""
-        if isinstance(period, str):
-            period = FramePeriod.parse(period)
-        if period.ms < 20.0:
-            raise OfactlError(f"{period} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
+        period = OperatingPoint.of(period).period  # parsed and checked (20 ms at least)
         if self.calibration is None:
             raise OfactlError(f"{self.model_dir} is not calibrated, so a frame period has no lambda yet",
                               hint=f"run `ofactl calibrate DATA --model {self.model_dir}` first, or pass --lambda")
@@ -335,10 +330,7 @@ class OFAModel:
         """
         from ofactl.data.audio import resample
 
-        if (period is None) == (lam is None):
-            raise OfactlError("give exactly one of period and lam")
-        if exact and period is None:
-            raise OfactlError("exact=True needs a period")
+        point = OperatingPoint.of(period, lam, exact)
         wave = torch.as_tensor(waveform, dtype=torch.float32)
         if wave.ndim == 2:
             wave = wave.mean(0)
@@ -346,10 +338,8 @@ class OFAModel:
             raise OfactlError(f"expected a waveform of shape (samples,) or (channels, samples), found {tuple(wave.shape)}")
         if sample_rate != SAMPLE_RATE:
             wave = resample(wave, sample_rate, SAMPLE_RATE)
-        p = FramePeriod.parse(period) if isinstance(period, str) else period
-        exact_ms = p.ms if exact else None
-        if not exact and p is not None:
-            lam = self.lam_for(p)
+        exact_ms = point.period.ms if exact else None
+        lam = point.lam_for(self)
         if wave.shape[0] > chunk_s * SAMPLE_RATE:
             return self.encode_long(wave, lam, exact_ms, layer, chunk_s=min(chunk_s, 30.0))
         lengths = torch.tensor([wave.shape[0]])

@@ -24,7 +24,7 @@ from typing import Any
 
 from ofactl.errors import OfactlError
 
-__all__ = ["FramePeriod", "parse_period_option"]
+__all__ = ["FRAME_MS", "LAMBDA_MAX", "MIN_PERIOD_MS", "FramePeriod", "OperatingPoint", "parse_period_option"]
 
 #: Number, optional whitespace, optional unit word (anything alphabetic, checked below).
 _PERIOD_RE = re.compile(
@@ -165,3 +165,59 @@ def parse_period_option(value: str | FramePeriod | None) -> FramePeriod | None:
         import typer  # only the CLI needs typer; keep the library import light
 
         raise typer.BadParameter(str(err)) from None
+
+
+#: The CNN's frame period (320 samples at 16 kHz): no operating point is finer.
+FRAME_MS = 20.0
+MIN_PERIOD_MS = FRAME_MS
+#: lambda lies in [0, LAMBDA_MAX): 0 keeps every 20 ms frame, towards 2 one frame per utterance.
+LAMBDA_MAX = 2.0
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where a model runs: a target frame period (through the calibration, or ``exact``: each utterance cut to
+    ``round(duration / period)`` frames), or a lambda directly.  Validated once, here, for every command and
+    library function::
+
+        >>> OperatingPoint.of("90ms").tag, OperatingPoint.of(lam=1.2).tag
+        ('90ms', 'lam1.2')
+
+    Raises:
+        OfactlError: both or neither of period and lambda, ``exact`` without a period, a period below 20 ms, or a
+            lambda outside [0, 2).
+    """
+
+    period: FramePeriod | None = None
+    lam: float | None = None
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.period is None) == (self.lam is None):
+            raise OfactlError("give exactly one of --period and --lambda")
+        if self.exact and self.period is None:
+            raise OfactlError("--exact needs --period (the frame period each utterance is cut to)")
+        if self.period is not None and self.period.ms < MIN_PERIOD_MS:
+            raise OfactlError(f"{self.period} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
+        if self.lam is not None and not 0.0 <= self.lam < LAMBDA_MAX:
+            raise OfactlError(f"--lambda must lie in [0, 2), found {self.lam}")
+
+    @classmethod
+    def of(cls, period: FramePeriod | str | None = None, lam: float | None = None, exact: bool = False) -> OperatingPoint:
+        """From command-line values: a period text (``"90ms"``) or :class:`FramePeriod`, a lambda number."""
+        p = FramePeriod.parse(period) if isinstance(period, str) else period
+        return cls(p, None if lam is None else float(lam), bool(exact))
+
+    def lam_for(self, model) -> float | None:
+        """The lambda to run ``model`` at (None in exact mode: solved per utterance); a period goes through the
+        model's calibration (``model.lam_for``)."""
+        if self.exact:
+            return None
+        return self.lam if self.lam is not None else float(model.lam_for(self.period))
+
+    @property
+    def tag(self) -> str:
+        """A short name for file names: ``90ms``, ``90ms-exact`` or ``lam1.2``."""
+        if self.period is None:
+            return f"lam{self.lam:g}"
+        return f"{self.period}{'-exact' if self.exact else ''}"

@@ -59,7 +59,6 @@ Progress = Callable[[str], None]
 #: more than this fraction of a split's utterances infeasible (CTC) makes the whole run ``infeasible``
 INFEASIBLE_FRACTION = 0.5
 POOLINGS = ("cif", "avg", "uniform")
-FRAME_MS = 20.0
 
 
 def period_tag(period: FramePeriod | None, lam: float | None) -> str:
@@ -152,14 +151,12 @@ class Prepared:
 
 
 def resolve_period(model, period: FramePeriod | str | None, lam: float | None) -> tuple[FramePeriod | None, float]:
-    if (period is None) == (lam is None):
-        raise OfactlError("give exactly one of --period and --lambda")
-    if period is not None:
-        p = FramePeriod.parse(period) if isinstance(period, str) else period
-        return p, model.lam_for(p)
-    if not 0.0 <= float(lam) < 2.0:
-        raise OfactlError(f"--lambda must lie in [0, 2), found {lam}")
-    return None, float(lam)
+    """The (period, lambda) of a probe point: checked by :class:`ofactl.period.OperatingPoint`, lambda from the
+    model's calibration when a period is given."""
+    from ofactl.period import OperatingPoint
+
+    point = OperatingPoint.of(period, lam)
+    return point.period, point.lam_for(model)
 
 
 def prepare(
@@ -192,9 +189,9 @@ def prepare(
     if pooling in ("avg", "uniform"):
         if period is None:
             raise OfactlError(f"--pooling {pooling} needs --period")
-        p = FramePeriod.parse(period) if isinstance(period, str) else period
-        if p.ms < FRAME_MS:
-            raise OfactlError(f"{p} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
+        from ofactl.period import OperatingPoint
+
+        p = OperatingPoint.of(period).period  # parsed and checked (20 ms at least)
         if pooling == "avg":
             lam_value = 0.0  # 20 ms features: the CIF is the identity at lambda 0
             tag = period_tag(None, 0.0)

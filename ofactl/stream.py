@@ -30,8 +30,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-#: frame period of the model's 20 ms grid (average pooling's input)
-FRAME_MS = 20.0
+from ofactl.period import FRAME_MS
+
 #: batches per length-sorted span of a training epoch
 BUCKET_BATCHES = 50
 #: a split whose stored inputs take at most this many bytes is read once and kept for later epochs

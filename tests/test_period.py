@@ -125,3 +125,30 @@ def test_parse_period_option() -> None:
     assert parse_period_option(FramePeriod(20.0)) == FramePeriod(20.0)
     with pytest.raises(typer.BadParameter, match="did you mean '90ms'"):
         parse_period_option("90")
+
+
+def test_operating_point_is_validated_once_for_every_command():
+    """Issue 16 #2: one value checks both/neither, exact without a period, the 20 ms floor and the lambda range."""
+    from ofactl.period import FRAME_MS, OperatingPoint
+
+    assert OperatingPoint.of("90ms").period == FramePeriod(90) and OperatingPoint.of(lam=0).lam == 0.0
+    assert [OperatingPoint.of("90ms").tag, OperatingPoint.of("90ms", exact=True).tag, OperatingPoint.of(lam=1.25).tag] \
+        == ["90ms", "90ms-exact", "lam1.25"]
+    assert OperatingPoint.of(f"{FRAME_MS:g}ms").period.ms == 20.0
+    for kwargs, message in [({}, "give exactly one of --period and --lambda"),
+                            ({"period": "90ms", "lam": 1.0}, "give exactly one of --period and --lambda"),
+                            ({"lam": 1.0, "exact": True}, "--exact needs --period"),
+                            ({"period": "19.9ms"}, "19.9ms is below 20ms, the CNN's frame period"),
+                            ({"lam": 2.0}, "--lambda must lie in [0, 2), found 2.0"),
+                            ({"lam": -0.1}, "--lambda must lie in [0, 2), found -0.1")]:
+        with pytest.raises(OfactlError) as err:
+            OperatingPoint.of(**kwargs)
+        assert err.value.message.startswith(message), (kwargs, err.value.message)
+
+    class Calibrated:
+        def lam_for(self, period):
+            return period.ms / 100
+
+    assert OperatingPoint.of("90ms").lam_for(Calibrated()) == 0.9
+    assert OperatingPoint.of(lam=1.5).lam_for(Calibrated()) == 1.5
+    assert OperatingPoint.of("90ms", exact=True).lam_for(Calibrated()) is None  # solved per utterance

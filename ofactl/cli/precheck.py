@@ -67,14 +67,11 @@ def one_of(flags: dict[str, object]) -> str:
 
 
 def period_or_lambda(period, lam: float | None, *, exact: bool = False) -> None:
-    """The checks ``extract`` and ``calibrate``-style commands share: one of the two, in range."""
+    """The operating point's checks (:class:`ofactl.period.OperatingPoint`), saying which flags were given."""
+    from ofactl.period import OperatingPoint
+
     one_of({"--period": period, "--lambda": lam})
-    if exact and period is None:
-        raise OfactlError("--exact needs --period (the frame period each utterance is cut to)")
-    if period is not None and period.ms < 20.0:
-        raise OfactlError(f"{period} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
-    if lam is not None and not 0.0 <= lam < 2.0:
-        raise OfactlError(f"--lambda must lie in [0, 2), found {lam}")
+    OperatingPoint.of(period, lam, exact)
 
 
 def precision(value: str) -> str:
