@@ -22,6 +22,8 @@ nominal rate.
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Sequence
 
 import torch
@@ -82,9 +84,8 @@ class MaskedGroupNorm(nn.GroupNorm):
                 f"for {self.num_channels} channels"
             )
         if stats is None:
-            mean, var = self.statistics(x, lengths)
-        else:
-            mean, var = stats
+            return self._per_utterance(x, lengths)
+        mean, var = stats
         # y = x * scale + shift in one pass; scale and shift per (utterance, channel), computed in float32
         scale = torch.rsqrt(var.float() + self.eps)
         if self.affine:
@@ -98,6 +99,24 @@ class MaskedGroupNorm(nn.GroupNorm):
             # rounding of its input does (frame counts do not depend on it: the alpha module runs in float32)
             return torch.addcmul(shift.to(x.dtype)[..., None], x, scale.to(x.dtype)[..., None])
         return torch.addcmul(shift[..., None], x, scale[..., None])  # float32, as autocast's GroupNorm
+
+    def _per_utterance(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """torch's own GroupNorm on each utterance's valid frames (a prefix), so the padding never enters the
+        statistics; padded frames come out zero.  In float32 (as autocast's GroupNorm), except at bf16 inference,
+        which stays in bf16: torch's bf16 GroupNorm accumulates in float32, and is many times faster than a
+        float32 copy of the CNN's widest tensor (frame counts do not depend on it: alpha runs in float32)."""
+        keep = _bf16_inference(x)
+        dtype = x.dtype if keep else torch.promote_types(x.dtype, torch.float32)
+        weight = self.weight.to(dtype) if self.affine else None
+        bias = self.bias.to(dtype) if self.affine else None
+        out = x.new_zeros(x.shape, dtype=dtype)
+        autocast_off = keep and x.device.type in ("cpu", "cuda")
+        with torch.autocast(x.device.type, enabled=False) if autocast_off else contextlib.nullcontext():
+            for b, n in enumerate(lengths.tolist()):
+                if n > 0:
+                    out[b, :, :n] = nn.functional.group_norm(x[b : b + 1, :, :n].to(dtype), self.num_groups, weight,
+                                                             bias, self.eps)[0]
+        return out
 
     @staticmethod
     def statistics(x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
