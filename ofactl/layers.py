@@ -118,26 +118,6 @@ class MaskedGroupNorm(nn.GroupNorm):
                                                              bias, self.eps)[0]
         return out
 
-    @staticmethod
-    def statistics(x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Per-channel mean and (biased) variance over valid frames, each ``(batch, channel)``, in at least
-        float32 (GroupNorm is one of autocast's float32 operations for this reason).  One utterance at a time:
-        its valid frames are a prefix, so no mask is multiplied in; an utterance without frames gets zeros."""
-        # bf16 inference: the reductions accumulate in float32 themselves, without a float32 copy of x
-        wide = x.dtype if _bf16_inference(x) else torch.promote_types(x.dtype, torch.float32)
-        if lengths is None:
-            var, mean = torch.var_mean(x.to(wide), dim=-1, correction=0)
-            return mean, var
-        means, variances = [], []
-        for b, n in enumerate(lengths.tolist()):
-            if n > 0:
-                var, mean = torch.var_mean(x[b, :, :n].to(wide), dim=-1, correction=0)
-            else:
-                mean = var = x.new_zeros(x.shape[1], dtype=wide)
-            means.append(mean)
-            variances.append(var)
-        return torch.stack(means), torch.stack(variances)
-
 
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over channels of a ``(batch, channel, frame)`` tensor (wav2vec2 'layer_norm' mode)."""
