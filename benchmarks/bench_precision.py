@@ -95,18 +95,12 @@ def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callab
 
 
 def pretraining(preset: str, steps: int, batch: int, seconds: float, log: Callable[[str], None]) -> list[Result]:
-    from bench_pretrain import run as run_steps  # the same step as benchmarks/bench_pretrain.py
+    from bench_pretrain import make_batches, run as run_steps  # the same step as benchmarks/bench_pretrain.py
 
     from ofactl.pretrain_config import PretrainConfig
     from ofactl.train import step_lambda
 
-    g = torch.Generator().manual_seed(0)
-    n = int(seconds * 16000)
-    batches = []
-    for _ in range(steps):
-        lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
-        lengths[0] = n
-        batches.append((torch.randn(batch, n, generator=g) * 0.1, lengths))
+    batches = make_batches(steps, batch, seconds)
     lams = [step_lambda(PretrainConfig(seed=0), s) for s in range(steps)]
     warmup = 1
     t32, _ = run_steps(preset, batches, lams, warmup, precision="fp32")

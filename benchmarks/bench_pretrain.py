@@ -35,6 +35,18 @@ def make_teacher(preset: str) -> Teacher:
     return Teacher(base)
 
 
+def make_batches(steps: int, batch: int, seconds: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` random batches of ``batch`` utterances, lengths between half and all of ``seconds`` (seed 0)."""
+    g = torch.Generator().manual_seed(0)
+    n = int(seconds * 16000)
+    batches = []
+    for _ in range(steps):
+        lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
+        lengths[0] = n
+        batches.append((torch.randn(batch, n, generator=g) * 0.1, lengths))
+    return batches
+
+
 def run(preset: str, batches, lams, warmup: int, precision: str = "fp32") -> tuple[float, list[float]]:
     torch.manual_seed(0)
     teacher = make_teacher(preset)
@@ -74,14 +86,7 @@ def measure(
     log = log or (lambda line: None)
     if steps is None:
         steps = 12 if quick else 30
-    g = torch.Generator().manual_seed(0)
-    n = int(seconds * 16000)
-    batches = []
-    for _ in range(steps):
-        lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
-        lengths[0] = n
-        audio = torch.randn(batch, n, generator=g) * 0.1
-        batches.append((audio, lengths))
+    batches = make_batches(steps, batch, seconds)
     ofa_cfg = PretrainConfig(lambda_max=2 - 1e-5, seed=0)
     ofa_lams = [step_lambda(ofa_cfg, s) for s in range(steps)]
     warmup = min(3, steps // 4)
