@@ -292,7 +292,7 @@ def _learn_one(task: Task, m, examples: dict[str, list[Example]], vocab, roles: 
     note = (f"learned lambda (init {lam_init:.4g}, lambda_max {lam_max:.4g}, SGD lr {lambda_lr:g}, "
             f"rate penalty {rate_penalty:g}, best epoch {result.best_epoch} of {result.epochs})")
     from ofactl.probe import test_rows
-    from ofactl.profile import inference_macs_per_second
+    from ofactl.macs import inference_macs_per_second
     from ofactl.results import learned_variant
 
     common = dict(model=m.model_dir.name, model_sha256=m.model_sha256, task=task.name, lam=learned,

@@ -317,7 +317,7 @@ def rows_for(prep: Prepared, outcome: ProbeResult | None, *, seed: int, lr: floa
     status = status or ("ok" if outcome is not None else "failed")
     notes = [n for n in (note, prep.infeasible_note()) if n]
     if macs_per_second is None and prep.measured_period_ms:
-        from ofactl.profile import inference_macs_per_second
+        from ofactl.macs import inference_macs_per_second
 
         # average pooling runs the whole 20 ms model and pools afterwards
         period_ms = 20.0 if prep.pooling == "avg" else prep.measured_period_ms

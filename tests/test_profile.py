@@ -185,7 +185,7 @@ def test_inference_macs_per_second_shrinks_with_the_period_and_matches_count_mac
     import torch
 
     from ofactl.model import OFAStudent, StudentConfig
-    from ofactl.profile import count_macs, inference_macs_per_second
+    from ofactl.macs import count_macs, inference_macs_per_second
 
     torch.manual_seed(0)
     student = OFAStudent(StudentConfig.preset("tiny")).eval()
