@@ -121,7 +121,8 @@ def extract(
     if lhotse_manifest is not None:
         if not exact or layer == "all":
             raise OfactlError("--lhotse-manifest needs --exact and one layer (lhotse assumes one frame shift and a "
-                              "(frames, dim) matrix per cut)", hint="add --period P --exact")
+                              "(frames, dim) matrix per cut)",
+                              hint="choose one layer (--layer last or a number)" if exact else "add --exact")
         precheck.output_file(lhotse_manifest, flag="--lhotse-manifest")
     model = precheck.model(model)
     from ofactl.extract import extract_features
