@@ -211,3 +211,16 @@ def test_help_does_not_import_torch() -> None:
     result = _run([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr
     assert "info" in result.stdout
+
+
+def test_info_wraps_long_values_instead_of_cutting_them(tmp_path: Path) -> None:
+    """In a log or pipe (80 columns here), a long value (a path, a hash) wraps; it was cut to '…'."""
+    from ofactl.checkpoint import save_model
+    from ofactl.model import OFAStudent, StudentConfig
+
+    long_path = "/data/" + "/".join(f"folder{i:02d}" for i in range(14)) + "/distilhubert.ckpt"
+    save_model(tmp_path / "m", OFAStudent(StudentConfig.preset("tiny")), training={"imported_from": long_path})
+    result = runner.invoke(app, ["info", "--model", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert "folder13/distilhubert.ckpt" in "".join(line.strip() for line in result.stdout.splitlines())

@@ -119,6 +119,9 @@ def test_cli_probe_appends_rows(synth_corpus, calibrated_model, in_tmp):
     assert (df["target_period_ms"] == 40.0).all() and (df["status"] == "ok").all()
     assert (in_tmp / "features").is_dir()
     assert "appended" in result.stdout
+    # in a log or a pipe (80 columns here) the table wraps its cells: the interval is never cut to "[0.1667,…"
+    test = df[df["split"] == "test"].iloc[0]
+    assert f"[{test['ci_low']:.4f}," in result.stdout and "…" not in result.stdout, result.stdout
 
 
 def test_cli_probe_rows_carry_intervals_and_outcomes_that_compare_reads(synth_corpus, calibrated_model, in_tmp):

@@ -89,6 +89,8 @@ def _render_info(description: dict[str, Any], console: Console) -> None:
 
 def _key_value_table(mapping: dict[str, Any]) -> Table:
     table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long value (a hash, a path) wraps; it is never cut to "5a43…"
     for key, value in mapping.items():
         text = value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "))
         table.add_row(f"  {escape(str(key))}", escape(text))

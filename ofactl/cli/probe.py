@@ -94,7 +94,11 @@ def _print_rows(rows, results: Path) -> None:
         table.add_row(r.task, r.split, r.metric, value, _ci_text(r.ci_low, r.ci_high), str(r.n_utterances),
                       f"{target} / {measured}", "-" if r.lam is None else f"{r.lam:.4g}",
                       "-" if r.lr is None else f"{r.lr:g}", str(r.seed), r.status)
+    for column in table.columns:  # a narrow terminal wraps a cell; it never cuts a number to "[0.16…"
+        column.overflow = "fold"
     console = Console(soft_wrap=True)
+    if not console.is_terminal:  # a log or a pipe has no width: take what the table needs
+        console = Console(soft_wrap=True, width=max(console.width, 160))
     console.print(table)
     _print_pooled(rows, console)
     notes = {r.note for r in rows if r.note}
