@@ -301,3 +301,39 @@ def make_snips(base: Path) -> Path:
     (root / "all.iob.snips.txt").write_text("".join(f"{uid} {rest}\n" for uid, rest, _ in SNIPS_LINES))
     (root / "slots.txt").write_text("O\nartist\nservice\ncity\ngenre\nobject_type\nrating_value")
     return root
+
+
+# ----------------------------------------------------------------------------- CoVoST 2
+COVOST_HEADER = "path\tsentence\ttranslation\tclient_id\n"
+#: (split, line after the header, clip written?)
+COVOST_LINES = (
+    ("train", "common_voice_en_1.mp3\tThe dog sees the cat.\tDer Hund sieht die Katze.\tc1", True),
+    ("train", "common_voice_en_2.mp3\tToday it rains.\t\u201eHeute regnet es\u201c , sagt er .\tc2", True),
+    ("train", "common_voice_en_3.mp3\tNo translation column here.", True),          # bad_entry: 2 columns
+    ("train", "common_voice_en_4.mp3\t\tLeerer Satz.\tc1", True),                     # bad_entry: empty sentence
+    ("train", "common_voice_en_5.mp3\tA clip that is not there.\tEin fehlender Clip.\tc2", False),  # missing
+    ("dev", "common_voice_en_6.mp3\tThe horse is old.\tDas Pferd ist alt.\tc3", True),
+    ("dev", "common_voice_en_7.mp3\tEmpty translation.\t\tc3", True),               # bad_entry: empty translation
+    ("test", "common_voice_en_8.mp3\tThe girl is tired.\tDas M\u00e4dchen ist m\u00fcde.\tc4", True),
+)
+
+
+def make_covost2(base: Path) -> Path:
+    """``base/covost`` as s3prl's ST recipe prepares CoVoST 2 En->De: the three split TSVs next to Common Voice's
+    ``en/clips`` (mp3 at 48 kHz, as Common Voice ships them).  Problems built in: see :data:`COVOST_LINES`."""
+    root = base / "covost"
+    for i, (split, line, clip) in enumerate(COVOST_LINES):
+        tsv = root / f"covost_v2.en_de.{split}.tsv"
+        if not tsv.exists():
+            tsv.parent.mkdir(parents=True, exist_ok=True)
+            tsv.write_text(COVOST_HEADER, encoding="utf-8")
+        with open(tsv, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        if clip:
+            name = line.split("\t")[0]
+            path = root / "en" / "clips" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            t = np.arange(int(0.4 * 48_000)) / 48_000
+            sf.write(str(path), (0.3 * np.sin(2 * np.pi * (200 + 30 * i) * t)).astype(np.float32), 48_000,
+                     format="MP3", subtype="MPEG_LAYER_III")
+    return root

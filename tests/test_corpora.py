@@ -18,7 +18,7 @@ from layout_fixtures import (
     N_FILES, make_messy_folder, make_quesst14, make_speech_commands, make_voxceleb1, write_audio,
     write_iemocap_meta,
 )
-from layout_fixtures import make_snips
+from layout_fixtures import make_covost2, make_snips
 
 
 def reasons(corpus: Corpus) -> dict[str, str]:
@@ -336,6 +336,54 @@ def test_snips(tmp_path):
         read_corpus(root, speakers="polly")
 
 
+# ----------------------------------------------------------------------------- CoVoST 2
+def test_covost2_reads_the_split_files_and_reports_bad_rows_by_line(tmp_path):
+    root = make_covost2(tmp_path)
+    corpus = read_corpus(tmp_path)
+    assert corpus.layout == "covost2" and corpus.root == str(root)
+    assert corpus.splits() == ["train", "dev", "test"]
+    assert ids(corpus, "train") == {"common_voice_en_1", "common_voice_en_2"}
+    assert ids(corpus, "dev") == {"common_voice_en_6"} and ids(corpus, "test") == {"common_voice_en_8"}
+    u = {u.id: u for u in corpus}
+    assert u["common_voice_en_1"].labels == {
+        "sentence": "The dog sees the cat.", "translation": "Der Hund sieht die Katze.", "text": "The dog sees the cat.",
+        "src_lang": "en", "tgt_lang": "de"}
+    assert u["common_voice_en_1"].speaker == "c1"
+    assert u["common_voice_en_8"].path == str(root / "en" / "clips" / "common_voice_en_8.mp3")
+    found = sorted((p.reason, p.detail) for p in corpus.problems)
+    train_tsv = "covost_v2.en_de.train.tsv"
+    assert found == [
+        ("bad_entry", "line 3: empty translation"),
+        ("bad_entry", "line 4: 2 columns, no translation, client_id"),
+        ("bad_entry", "line 5: empty sentence"),
+        ("missing", f"listed in {train_tsv} line 6 but not on disk"),
+    ]
+    # the clips are Common Voice's 48 kHz mp3: read and resampled to 16 kHz
+    from ofactl.data.audio import load_audio
+
+    assert abs(len(load_audio(u["common_voice_en_8"].path)) - 0.4 * 16_000) < 0.1 * 16_000
+    assert ids(read_corpus(root, split="dev")) == {"common_voice_en_6"}
+
+
+def test_covost2_header_without_a_column_is_one_error_and_other_pairs_are_found(tmp_path):
+    root = make_covost2(tmp_path)
+    tsv = root / "covost_v2.en_de.dev.tsv"
+    tsv.write_text("path\tsentence\tclient_id\ncommon_voice_en_6.mp3\tThe horse is old.\tc3\n")
+    with pytest.raises(OfactlError, match="no translation column in the header"):
+        read_corpus(root)
+    # another language pair (en_ja) alone is read; en_de is preferred when both are there
+    for split in ("train", "dev", "test"):
+        (root / f"covost_v2.en_de.{split}.tsv").rename(root / f"covost_v2.en_ja.{split}.tsv")
+    tsv = root / "covost_v2.en_ja.dev.tsv"
+    tsv.write_text("path\tsentence\ttranslation\tclient_id\ncommon_voice_en_6.mp3\tThe horse.\t馬\tc3\n")
+    corpus = read_corpus(root, split="dev")
+    assert [u.labels["tgt_lang"] for u in corpus] == ["ja"]
+    shutil_clips = root / "en" / "clips"
+    shutil_clips.rename(root / "elsewhere")
+    with pytest.raises(OfactlError, match="no clips folder"):
+        read_corpus(root)
+
+
 def test_snips_target_text_and_spans():
     from ofactl.data.layouts.snips import slot_spans, target_text
 
@@ -349,7 +397,7 @@ def test_snips_target_text_and_spans():
 @pytest.mark.parametrize("make, name", [
     (make_librispeech, "librispeech"), (make_speech_commands, "speech_commands"),
     (make_voxceleb1, "voxceleb1"), (make_fluent, "fluent"), (make_iemocap, "iemocap"),
-    (make_quesst14, "quesst14"), (make_snips, "snips")])
+    (make_quesst14, "quesst14"), (make_snips, "snips"), (make_covost2, "covost2")])
 def test_detect_layout(tmp_path, make, name):
     root = make(tmp_path)
     assert detect_layout(root) == detect_layout(tmp_path) == name

@@ -19,8 +19,8 @@ app.add_typer(data_app, name="data")
 LayoutOption = Annotated[
     Optional[str],
     typer.Option("--layout", "-l", metavar="LAYOUT", show_default=False,
-                 help="generic, librispeech, speech_commands, voxceleb1, fluent, iemocap, quesst14, snips "
-                      "(default: detect)."),
+                 help="generic, librispeech, speech_commands, voxceleb1, fluent, iemocap, quesst14, snips, "
+                      "covost2, lhotse (default: detect)."),
 ]
 
 

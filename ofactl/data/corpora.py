@@ -8,8 +8,7 @@ Each layout reads the files its publishers ship, in their published form, and
 the official split files; where SUPERB (s3prl) derives a split instead, the
 layout does what s3prl does and its module docstring says so.  Layouts (see
 :data:`LAYOUTS`): ``generic``, ``librispeech``, ``speech_commands``,
-``voxceleb1``, ``fluent``, ``iemocap``, ``quesst14``, ``snips``, ``lhotse`` (manifests).  CoVoST 2
-(ST) is not supported yet; a manifest (``generic``) covers it meanwhile.
+``voxceleb1``, ``fluent``, ``iemocap``, ``quesst14``, ``snips``, ``covost2``, ``lhotse`` (manifests).
 
 Reading never decodes audio and never raises for a bad entry: a file a split
 list names but the disk lacks, a duplicate id, an empty split, ... go into
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from ofactl.data.audio import AudioError, AudioInfo, audio_info
 from ofactl.data.layouts import fluent, generic, iemocap, librispeech, quesst14, speech_commands, voxceleb1
-from ofactl.data.layouts import lhotse_cuts, snips
+from ofactl.data.layouts import covost2, lhotse_cuts, snips
 from ofactl.data.layouts.base import (
     PROBLEM_REASONS, SPLIT_ALL, Corpus, Layout, Problem, Utterance,
 )
@@ -42,7 +41,7 @@ __all__ = [
 #: Layout name -> how to recognise and read it (:func:`detect_layout` tries ``generic`` last).
 LAYOUTS: dict[str, Layout] = {
     m.NAME: Layout(m.NAME, m.read, m.find_root, m.DESCRIPTION)
-    for m in (generic, librispeech, speech_commands, voxceleb1, fluent, iemocap, quesst14, snips, lhotse_cuts)
+    for m in (generic, librispeech, speech_commands, voxceleb1, fluent, iemocap, quesst14, snips, covost2, lhotse_cuts)
 }
 
 #: Seconds a segment may run past the end of its file before it counts as a bad entry.

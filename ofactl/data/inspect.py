@@ -19,7 +19,7 @@ from ofactl.data.audio import SAMPLE_RATE, AudioError, is_silent, load_audio, pe
 from ofactl.data.corpora import Corpus, Problem, probe, read_corpus
 
 #: Labels whose values are categories (counted per value); others are sequences (text, phones).
-SEQUENCE_LABELS = ("text", "phones", "transcription", "matches", "words", "slot_text")
+SEQUENCE_LABELS = ("text", "phones", "transcription", "matches", "words", "slot_text", "sentence", "translation")
 
 
 @dataclass
@@ -173,7 +173,8 @@ def render(report: InspectReport, console, max_problems: int = 40, max_values: i
             t.add_row(f"... {len(counts) - max_values} more", "")
         console.print(t)
     for key, stats in report.sequence_labels.items():
-        console.print(f"label {key}: {stats['utterances']} utterances, {stats['tokens']} tokens, "
+        what = "sentence pairs" if key == "translation" else "utterances"
+        console.print(f"label {key}: {stats['utterances']} {what}, {stats['tokens']} tokens, "
                       f"{stats['distinct']} distinct")
     for note in report.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
