@@ -31,6 +31,8 @@ s3prl's) accept the real and the synthetic data::
       SNIPS/{train,valid,test}/<Voice>-snips-<split>-<n>.wav        (Audio SNIPS)
       SNIPS/all.iob.snips.txt  "<id> BOS WORDS EOS<TAB>O <slot per word> <Intent>"
       SNIPS/slots.txt          "O" then the slot names, most frequent first
+      CoVoST2/covost_v2.en_de.{train,dev,test}.tsv   "path<TAB>sentence<TAB>translation<TAB>client_id"
+      CoVoST2/clips/common_voice_en_<n>.mp3         (CoVoST 2 En->De: English speech, German text)
       .done                                   JSON: arguments and counts
 
 Layout notes (what the real releases do, mirrored on purpose):
@@ -91,6 +93,15 @@ U=200 the whole corpus is 571 files, 0.37 hours, 35 MB):
   names (at most 8 / 4 / 4 speakers), so s3prl's speaker filter keeps them;
   each sentence is spoken once.  Slot tags are plain slot names (``O``
   outside), as in the published annotation.
+* CoVoST 2 En->De (speech translation; the three split files CoVoST's
+  ``get_covost_splits.py`` writes, next to a Common Voice ``clips`` folder):
+  ``C = max(30, min(2000, 3 U))`` English sentences from the
+  template grammar of :mod:`ofactl.data.synth_covost` with their German
+  translations; ``H = max(4, round(0.1 C))`` each in dev and test (spoken
+  by the dev / test speakers; more with ``dev_utterances`` /
+  ``test_utterances``), ``C - 2 H`` in train.  Clips are mp3 as in Common Voice
+  (16 kHz mono here; Common Voice's are 48 kHz) and ``client_id`` is a
+  128-hex-digit speaker hash.
 
 Each speaker is one espeak-ng voice variant with a fixed pitch, speed,
 amplitude and word gap, a fixed spectral colour (a peaking filter and a
@@ -159,6 +170,7 @@ LAYOUT_ROOTS = {
     "fluent_commands": "fluent_speech_commands_dataset",
     "quesst14": "quesst14Database",
     "snips": "SNIPS",
+    "covost2": "CoVoST2",
 }
 
 #: The phone inventory of ``*.phones.txt``: espeak-ng's en-us phonemes in IPA
@@ -236,6 +248,7 @@ _VOX_SPLIT = {"train": 1, "dev": 2, "test": 3}
 _STREAM_SPEAKERS, _STREAM_TEXT, _STREAM_IDS, _STREAM_JOB, _STREAM_NOISE = 1, 2, 3, 4, 5
 _STREAM_QUESST = 14  # its own text/voice/jitter generators, so the other layouts do not change
 _STREAM_SNIPS = 20  # likewise for Audio SNIPS
+_STREAM_COVOST = 21  # and for CoVoST 2
 
 Progress = Callable[[int, int], None]
 
@@ -256,6 +269,7 @@ class SynthReport:
         fluent_commands: ``out_dir/fluent_speech_commands_dataset``.
         quesst14: ``out_dir/quesst14Database``.
         snips: ``out_dir/SNIPS`` (Audio SNIPS).
+        covost2: ``out_dir/CoVoST2`` (CoVoST 2 En->De).
         counts: audio files per layout (keys of :data:`LAYOUT_ROOTS`, plus
             ``background_noise``).
         n_files: audio files in all.
@@ -275,6 +289,7 @@ class SynthReport:
     fluent_commands: Path
     quesst14: Path
     snips: Path
+    covost2: Path
     counts: dict[str, int]
     n_files: int
     total_hours: float
@@ -374,6 +389,8 @@ class _Plan:
     quesst_queries: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: {"dev": [], "eval": []})
     # Audio SNIPS: (utterance id, split folder, words, slot tag per word, intent)
     snips_rows: list[tuple[str, str, list[str], list[str], str]] = field(default_factory=list)
+    # CoVoST 2: (split, clip name, English sentence, German translation, client id)
+    covost_rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
     def add(self, layout: str, relpath: str, text: str, voice: _Voice | None, rng, **kw) -> int:
         if voice is not None and "pitch" not in kw:
@@ -666,6 +683,7 @@ def _plan(n_speakers: int, utterances: int, seed: int, sizes: _Sizes = _Sizes())
 
     _plan_quesst14(plan, speakers, utterances, seed)
     _plan_snips(plan, speakers, utterances, seed)
+    _plan_covost(plan, speakers, utterances, seed, sizes)
     return plan
 
 
@@ -786,6 +804,31 @@ def _plan_snips(plan: _Plan, speakers: list[_Speaker], utterances: int, seed: in
             uid = f"{names[spk]}-snips-{folder}-{k}"
             plan.add("snips", f"{root}/{folder}/{uid}.wav", " ".join(words), voices[spk].voice, jitter)
             plan.snips_rows.append((uid, folder, words, tags, intent))
+
+
+def _plan_covost(plan: _Plan, speakers: list[_Speaker], utterances: int, seed: int, sizes: _Sizes) -> None:
+    """CoVoST 2 En->De sentence pairs (see the module docstring), from their own generators."""
+    from ofactl.data.synth_covost import sentence_pair
+
+    text = _rng(seed, _STREAM_COVOST, 0)
+    jitter = _rng(seed, _STREAM_COVOST, 1)
+    root = LAYOUT_ROOTS["covost2"]
+    total = max(30, min(2000, 3 * utterances))
+    held = max(4, round(0.1 * total))
+    counts = {"train": total - 2 * held, "dev": max(held, sizes.dev_utterances or 0),
+              "test": max(held, sizes.test_utterances or 0)}
+    clip_ids = text.choice(10**7, size=sum(counts.values()), replace=False) + 10**7  # 8-digit Common Voice-like numbers
+    k = 0
+    for role in ("train", "dev", "test"):
+        voices = [s for s in speakers if s.role == role]
+        for i in range(counts[role]):
+            english, german = sentence_pair(text)
+            spk = voices[i % len(voices)]
+            client = hashlib.sha512(f"ofactl-synth-{seed}-{spk.index}".encode()).hexdigest()
+            clip = f"common_voice_en_{int(clip_ids[k])}.mp3"
+            k += 1
+            plan.add("covost2", f"{root}/clips/{clip}", english, spk.voice, jitter)
+            plan.covost_rows.append((role, clip, english, german, client))
 
 
 def _write_snips(plan: _Plan, stage: Path) -> None:
@@ -951,8 +994,11 @@ def _render(job: _Job, exe: str, stage: Path, seed: int) -> tuple[int, list[str]
         y = y * (10 ** (level / 20) / max(float(np.abs(y).max()), 1e-9))
     path = stage / job.relpath
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = "FLAC" if path.suffix == ".flac" else "WAV"
-    sf.write(str(path), _to_int16(y), SAMPLE_RATE, subtype="PCM_16", format=fmt)
+    if path.suffix == ".mp3":  # Common Voice's format (libsndfile 1.1+ writes it)
+        sf.write(str(path), _to_int16(y), SAMPLE_RATE, format="MP3", subtype="MPEG_LAYER_III")
+    else:
+        fmt = "FLAC" if path.suffix == ".flac" else "WAV"
+        sf.write(str(path), _to_int16(y), SAMPLE_RATE, subtype="PCM_16", format=fmt)
     return len(y), phones
 
 
@@ -1038,6 +1084,9 @@ def _write_metadata(plan: _Plan, results: list[tuple[int, list[str]]], stage: Pa
 
     _write_quesst14(plan, results, stage)
     _write_snips(plan, stage)
+    from ofactl.data.synth_covost import write_tsvs
+
+    write_tsvs(stage / LAYOUT_ROOTS["covost2"], plan.covost_rows)
 
 
 def _write_quesst14(plan: _Plan, results: list[tuple[int, list[str]]], stage: Path) -> None:
@@ -1117,7 +1166,7 @@ def synthesize_corpus(
     Writes LibriSpeech (train-clean-100 / dev-clean / test-clean, with our
     ``*.phones.txt``), Speech Commands v0.01 and its test set, VoxCeleb1 (for
     identification), Fluent Speech Commands, QUESST 2014 (English) and
-    Audio SNIPS (slot filling); see the module docstring for
+    Audio SNIPS (slot filling) and CoVoST 2 En->De; see the module docstring for
     the exact paths and the rule that sizes each layout.  Everything is built
     in a hidden folder inside ``out_dir`` and moved into place at the end;
     ``out_dir/.done`` is written last.  Calling again with the same arguments
@@ -1141,8 +1190,8 @@ def synthesize_corpus(
             LibriSpeech, Speech Commands (dev; its separate test set for test),
             VoxCeleb1 and Fluent Speech Commands at least this large, by giving
             each held-out speaker (every speaker for VoxCeleb1, which is
-            closed-set) as many utterances as it takes; the training splits keep
-            their sizes.  Default: the sizes of the module docstring.
+            closed-set) as many utterances as it takes, and CoVoST 2's dev / test
+            that many pairs; the training splits keep their sizes.  Default: the sizes of the module docstring.
 
     Returns:
         A :class:`SynthReport` with the layout roots, counts, hours and seconds.
