@@ -183,6 +183,7 @@ def prepare(
     from ofactl.inference import OFAModel, load_model
 
     task = get_task(task) if isinstance(task, str) else task
+    task.check_requirements()
     m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu", precision=precision)
     if pooling not in POOLINGS:
         raise OfactlError(f"unknown pooling {pooling!r}", hint=f"one of: {', '.join(POOLINGS)}")
@@ -268,13 +269,16 @@ class ProbeResult:
 
 def train_and_test(prep: Prepared, *, lr: float, seed: int = 0, max_epochs: int = 40, patience: int = 6,
                    batch_size: int | None = None, on_epoch=None) -> ProbeResult:
-    """Train a head with Adam at ``lr`` (early stopping on dev) and measure the dev-best head on test."""
+    """Train a head with Adam at ``lr`` (early stopping on dev) and measure the dev-best head on test.
+
+    The head trains on the model's device (a GPU when the features were extracted on one)."""
     task = prep.task
     train = [e for e in prep.examples["train"] if not task.infeasible(e)]
+    device = getattr(prep.model, "device", "cpu")  # the head trains where the model runs (as --learn-lambda's)
     result = fit(task, train, prep.examples["dev"], prep.vocab, prep.in_dim, lr=lr, seed=seed,
                  max_epochs=max_epochs, patience=patience, batch_size=batch_size, on_epoch=on_epoch,
-                 upstream=prep.upstream)
-    outcomes, _ = score_examples(task, result.head, prep.examples["test"], prep.vocab, prep.upstream)
+                 upstream=prep.upstream, device=device)
+    outcomes, _ = score_examples(task, result.head, prep.examples["test"], prep.vocab, prep.upstream, device=device)
     return ProbeResult(lr, seed, result.dev, outcomes.metrics(), result.epochs, result.best_epoch, outcomes)
 
 

@@ -290,6 +290,7 @@ def plan_sweep(
     from ofactl.workspace import resolve_model
 
     task = get_task(task) if isinstance(task, str) else task
+    task.check_requirements()
     m = model if isinstance(model, OFAModel) else load_model(resolve_model(model), device=device or "cpu",
                                                              precision=precision)
     if periods is not None and lambdas is not None:

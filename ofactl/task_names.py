@@ -9,10 +9,10 @@ from ofactl.errors import OfactlError
 
 __all__ = ["NOT_YET", "TASK_NAMES", "check_task_name"]
 
-TASK_NAMES: tuple[str, ...] = ("ks", "ic", "sid", "er", "pr", "asr", "qbe", "sf")
+TASK_NAMES: tuple[str, ...] = ("ks", "ic", "sid", "er", "pr", "asr", "qbe", "sf", "st")
 
 #: Tasks of SUPERB that ofactl does not run yet.
-NOT_YET: tuple[str, ...] = ("st",)
+NOT_YET: tuple[str, ...] = ()
 
 
 def check_task_name(name: str) -> str:

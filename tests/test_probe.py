@@ -163,7 +163,7 @@ def test_cli_probe_data_from_the_workspace_and_clear_errors(synth_corpus, calibr
     result = runner.invoke(app, base + ["--period", "40ms", "--rate-penalty", "1"])
     assert "need --learn-lambda" in str(result.exception)
     result = runner.invoke(app, ["probe", "--task", "st", "--period", "40ms", "--quiet"])
-    assert "not supported yet" in str(result.exception)
+    assert "no dataset for task st" in str(result.exception)
 
 
 # ----------------------------------------------------------------------------- average-pooling baseline

@@ -16,10 +16,10 @@ from ofactl.tasks.base import (
 
 
 def test_registry_names_layouts_splits_and_metrics():
-    assert set(TASKS) == {"ks", "ic", "sid", "er", "pr", "asr", "qbe", "sf"}
+    assert set(TASKS) == {"ks", "ic", "sid", "er", "pr", "asr", "qbe", "sf", "st"}
     assert {n: t.layout for n, t in TASKS.items()} == {
         "ks": "speech_commands", "ic": "fluent", "sid": "voxceleb1", "er": "iemocap",
-        "pr": "librispeech", "asr": "librispeech", "qbe": "quesst14", "sf": "snips"}
+        "pr": "librispeech", "asr": "librispeech", "qbe": "quesst14", "sf": "snips", "st": "covost2"}
     assert TASKS["pr"].splits == ("train-clean-100", "dev-clean", "test-clean")
     assert TASKS["sid"].splits == ("train", "dev", "test")
     for name in ("ks", "ic", "sid", "er"):
@@ -29,8 +29,8 @@ def test_registry_names_layouts_splits_and_metrics():
     assert [(m.name, m.higher_is_better) for m in TASKS["qbe"].metrics] == [("mtwv", True), ("atwv", True)]
     assert TASKS["qbe"].splits == ("docs", "dev", "test")
     assert [n for n, t in TASKS.items() if not t.trainable] == ["qbe"]
-    with pytest.raises(OfactlError, match="not supported yet"):
-        get_task("st")
+    assert [(m.name, m.higher_is_better) for m in TASKS["st"].metrics] == [("bleu", True)]
+    assert TASKS["st"].layout == "covost2" and TASKS["st"].trainable and not TASKS["st"].ctc
     with pytest.raises(OfactlError, match="unknown task"):
         get_task("nope")
 

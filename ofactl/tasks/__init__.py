@@ -3,7 +3,8 @@
 :data:`TASKS` maps each task name to its :class:`~ofactl.tasks.base.Task`
 (one module per task; the shared probe heads and training loop live in
 :mod:`ofactl.tasks.base`).  ``qbe`` has no training
-(``Task.trainable`` False: subsequence DTW, scored directly).  Not supported yet: ``st``.
+(``Task.trainable`` False: subsequence DTW, scored directly).  ``st`` is the one
+sequence-to-sequence task (a transformer encoder-decoder, BLEU).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from ofactl.task_names import NOT_YET, check_task_name
 from ofactl.tasks import asr, er, ic, ks, pr, sid
 from ofactl.tasks import qbe
-from ofactl.tasks import sf
+from ofactl.tasks import sf, st
 from ofactl.tasks.base import Metric, Task
 
 TASKS: dict[str, Task] = {
@@ -23,6 +24,7 @@ TASKS: dict[str, Task] = {
     "asr": asr.TASK,
     "qbe": qbe.TASK,
     "sf": sf.TASK,
+    "st": st.TASK,
 }
 
 

@@ -65,6 +65,8 @@ class Task:
     batch_size: int = 32
     #: default SGD learning rate of theta with --learn-lambda (REFERENCE.md: 1e-3 PR, 1e-2 SF/IC)
     lambda_lr: float = 1e-2
+    #: gradient norm clipping of the head (None: none)
+    clip_norm: float | None = None
     #: False for a task scored without training a head (qbe): it implements ``score_splits`` instead of
     #: head/loss/score, and probe/sweep run it once per period (no learning rate, no seeds)
     trainable: bool = True
@@ -109,6 +111,13 @@ class Task:
         (every total the same leading shape); use :func:`ratio` for divisions.
         """
         raise NotImplementedError
+
+    def schedule(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+        """A learning-rate scheduler stepped after every update, or None for a constant rate (the default)."""
+        return None
+
+    def check_requirements(self) -> None:
+        """Raise one clear error when an optional package the task needs is missing (checked before extraction)."""
 
     def layout_of(self, data) -> str:
         """The layout to read ``data`` with: ``lhotse`` for lhotse manifests (labels from the supervisions, split
@@ -483,6 +492,7 @@ def fit(
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     bs = batch_size or task.batch_size
     train_loader = ExampleLoader(train, bs, generator, workers=workers)  # one per fit: its workers persist
+    scheduler = task.schedule(optimizer, max(len(train_loader), 1))
     dev_loader = ExampleLoader(dev, 64, workers=workers)
     best_state, best_extra, best_dev, best_epoch = None, None, {}, -1
     best_score, best_loss = float("nan"), float("inf")
@@ -500,7 +510,11 @@ def fit(
                 extra_optimizer.zero_grad()
             if loss.requires_grad:
                 loss.backward()
+                if task.clip_norm is not None:
+                    nn.utils.clip_grad_norm_(head.parameters(), task.clip_norm)
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 if extra_optimizer is not None:
                     extra_optimizer.step()
         scores = evaluate(task, head, dev_loader, vocab, upstream, device=device, with_loss=True)
