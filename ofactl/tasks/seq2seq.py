@@ -14,8 +14,9 @@ the frame rate by four, so that one output frame covers 80 ms of 20 ms
 features; an utterance of a single frame still gives one encoder frame, so a
 sequence-to-sequence probe never runs out of frames the way a CTC probe does.
 
-:func:`beam_search` is batched (every sentence's beams decode as one batch)
-and scores a finished hypothesis by its summed log-probability divided by its
+:func:`beam_search` is batched (every sentence's beams decode as one batch),
+decodes incrementally (each step runs one position through the decoder, see
+:meth:`Seq2SeqHead.step`), and scores a finished hypothesis by its summed log-probability divided by its
 length, end of sentence included (fairseq's default length penalty of 1); a
 sentence stops when it has ``beam`` finished hypotheses, or at ``max_len``
 tokens, where the end of sentence is forced.
@@ -133,6 +134,49 @@ class Seq2SeqHead(nn.Module):
         memory, pad = self.encode(x, lengths)
         return self.decode(prefix, memory, pad)
 
+    def start(self, memory: Tensor, memory_pad: Tensor) -> "DecoderState":
+        """An empty incremental decoding state over ``memory`` (for :meth:`step`)."""
+        return DecoderState(memory, memory_pad, [None] * len(self.decoder.layers), 0)
+
+    def step(self, state: "DecoderState", tokens: Tensor) -> Tensor:
+        """Next-token logits ``(B, n_tokens)`` after feeding ``tokens`` (B,) at the state's position.
+
+        The same numbers as the last position of :meth:`decode` over the whole prefix (tested), at the
+        cost of one position: each layer keeps the normalised inputs of the earlier positions, whose
+        keys and values its self-attention needs (a position attends only to itself and the past).
+        """
+        pos = state.position
+        h = self.embed(tokens)[:, None] * self.scale
+        h = h + sinusoids(pos + 1, h.shape[-1], h.device)[pos].to(h.dtype)
+        h = self.dropout(h)
+        for i, layer in enumerate(self.decoder.layers):
+            a = layer.norm1(h)
+            past = a if state.cache[i] is None else torch.cat([state.cache[i], a], dim=1)
+            state.cache[i] = past
+            h = h + layer.dropout1(layer.self_attn(a, past, past, need_weights=False)[0])
+            b = layer.norm2(h)
+            h = h + layer.dropout2(layer.multihead_attn(b, state.memory, state.memory,
+                                                        key_padding_mask=state.memory_pad, need_weights=False)[0])
+            c = layer.norm3(h)
+            h = h + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(c)))))
+        state.position = pos + 1
+        return self.out(self.decoder.norm(h))[:, 0]
+
+
+@dataclass
+class DecoderState:
+    """Incremental decoding state: the memory, and per decoder layer the normalised inputs so far."""
+
+    memory: Tensor
+    memory_pad: Tensor
+    cache: list
+    position: int
+
+    def reorder(self, rows: Tensor) -> None:
+        """Keep the hypotheses ``rows`` (beam search moves its beams)."""
+        self.cache = [c if c is None else c[rows] for c in self.cache]
+        self.memory, self.memory_pad = self.memory[rows], self.memory_pad[rows]
+
 
 def teacher_forcing(targets: list[list[int]], device=None) -> tuple[Tensor, Tensor]:
     """``(prefix, gold)``: BOS + target and target + EOS, padded with :data:`PAD` to the longest."""
@@ -153,15 +197,14 @@ def beam_search(head: Seq2SeqHead, x: Tensor, lengths: Tensor, beam: int, max_le
     memory, pad = head.encode(x, lengths)
     batch, device = memory.shape[0], memory.device
     k = max(1, beam)
-    memory = memory.repeat_interleave(k, dim=0)
-    pad = pad.repeat_interleave(k, dim=0)
+    state = head.start(memory.repeat_interleave(k, dim=0), pad.repeat_interleave(k, dim=0))
     seqs = torch.full((batch * k, 1), BOS, dtype=torch.long, device=device)
     scores = torch.zeros(batch, k, device=device)
     scores[:, 1:] = float("-inf")  # at step 0 only one beam is live, so the k first candidates differ
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     for step in range(max_len + 1):
-        logp = head.decode(seqs, memory, pad)[:, -1].float().log_softmax(-1)  # (B*k, V)
+        logp = head.step(state, seqs[:, -1]).float().log_softmax(-1)  # (B*k, V)
         logp[:, PAD] = logp[:, BOS] = float("-inf")
         if step == max_len:  # force the end
             keep = logp[:, EOS].clone()
@@ -200,6 +243,7 @@ def beam_search(head: Seq2SeqHead, x: Tensor, lengths: Tensor, beam: int, max_le
             break
         rows_t = torch.tensor(new_rows, device=device)
         seqs = torch.cat([seqs[rows_t], torch.tensor(new_tokens, device=device)[:, None]], dim=1)
+        state.reorder(rows_t)
         scores = torch.tensor(new_scores, device=device).view(batch, k)
         for b in range(batch):
             if done[b]:
