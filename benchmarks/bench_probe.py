@@ -86,7 +86,8 @@ def _child(train: Path, dev: Path, mode: str) -> dict:
 
     from ofactl.stream import Stored, load, stored_lengths
     from ofactl.tasks import get_task
-    from ofactl.tasks.base import Example, Standardize, fit
+    from ofactl.tasks.base import Example
+    from ofactl.tasks.loop import Standardize, fit
 
     task = get_task("sid")
     vocab = [[f"{i:03d}" for i in range(CLASSES)]]
@@ -175,7 +176,7 @@ def measure_sweep(log: Callable[[str], None] | None = None, epochs: int = 1000) 
     import torch
 
     from ofactl.checkpoint import save_model
-    from ofactl.data.synth import synthesize_corpus
+    from ofactl.testing.synth import synthesize_corpus
     from ofactl.launch import Inline, LocalPool
     from ofactl.model import OFAStudent, StudentConfig
     from ofactl.sweep import run_sweep

@@ -29,7 +29,8 @@ from torch import Tensor
 from ofactl.errors import OfactlError
 from ofactl.results import ResultRow
 from ofactl.tasks import Task, get_task
-from ofactl.tasks.base import Example, Standardize, fit, score_examples
+from ofactl.tasks.base import Example
+from ofactl.tasks.loop import Standardize, fit, score_examples
 
 SAMPLE_RATE = 16000
 
@@ -270,7 +271,7 @@ def _learn_one(task: Task, m, examples: dict[str, list[Example]], vocab, roles: 
     """One learned-lambda run on cached 20 ms features: its rows."""
     torch.manual_seed(seed)
     upstream = AdaptiveUpstream(m.student, lam_max, lam_init, layer, m.precision)
-    # a fixed standardisation, measured once at the initial lambda (see tasks.base.Standardize)
+    # a fixed standardisation, measured once at the initial lambda (see tasks.loop.Standardize)
     with torch.no_grad():
         upstream.norm, in_dim = _standardize(upstream, examples["train"])
 

@@ -20,10 +20,10 @@ one transformer pass per lambda: :func:`frame_counts`.
 * :class:`Calibration` is the table (``calibration.json`` in the model
   directory): :meth:`Calibration.lam_for` (period -> lambda, monotone inverse),
   :meth:`Calibration.period_for`, :meth:`Calibration.check` (same weights?).
-* :func:`solve_exact_lambda` gives the lambda that yields exactly a target
-  number of frames for one utterance (exact-rate extraction), with
-  :func:`exact_target_frames` for the target.
-* :func:`render_table` formats a calibration for the CLI.
+
+The lambda that gives one utterance exactly a target number of frames
+(exact-rate extraction) is :mod:`ofactl.exact_rate`'s; the CLI's table of a
+calibration is :mod:`ofactl.cli.calibration_table`'s.
 
 Periods follow REFERENCE.md: the dataset period is total audio seconds / total
 output frames; an utterance's period is ``20 ms * T / N``.
@@ -39,19 +39,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ofactl import __version__
-from ofactl.cif import FIRE_EPS, LAMBDA_MAX, modify_alpha
+from ofactl.cif import FIRE_EPS, LAMBDA_MAX
 from ofactl.errors import OfactlError
 from ofactl.period import FRAME_MS, FramePeriod
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 __all__ = [
     "FRAME_MS",
@@ -61,11 +58,7 @@ __all__ = [
     "frame_counts",
     "Calibration",
     "build_calibration",
-    "solve_exact_lambda",
-    "solve_exact_lambdas",
-    "exact_target_frames",
     "format_period",
-    "render_table",
 ]
 
 CALIBRATION_FILE = "calibration.json"  # == ofactl.checkpoint.CALIBRATION_FILE
@@ -544,128 +537,3 @@ def build_calibration(
         data=None if data is None else str(data),
         split=split,
     )
-
-
-# --------------------------------------------------------------------------- exact rate
-
-
-def exact_target_frames(duration_s: float, period_ms: float, n_frames_20ms: int) -> int:
-    """Frames that give an utterance the period ``period_ms``: ``round(duration_s * 1000 / period_ms)``
-    (halves up), clipped to ``[1, n_frames_20ms]``; 0 when the utterance has no 20 ms frame."""
-    if n_frames_20ms <= 0:
-        return 0
-    if not period_ms > 0:
-        raise ValueError(f"period_ms must be positive, found {period_ms}")
-    target = math.floor(duration_s * 1000.0 / period_ms + 0.5)
-    return int(min(max(target, 1), n_frames_20ms))
-
-
-def _lam_for_sum(total: float, sums: float, n_frames: int) -> float:
-    """The lambda with ``sum_t a_t = total`` (closed form, ``0 < total <= T``)."""
-    if total >= sums:  # lam in [0, 1]: (1 - lam) T + lam S = total
-        return 0.0 if n_frames <= sums else (n_frames - total) / (n_frames - sums)
-    return LAMBDA_MAX - total / sums  # lam in (1, 2): (2 - lam) S = total
-
-
-def _fired(alpha: Tensor, lam: float) -> tuple[int, float]:
-    """Frames CIF fires for ``alpha`` at ``lam``, computed as :func:`ofactl.cif.cif` does, and the sum."""
-    mod = modify_alpha(alpha[None], lam)
-    total = float(torch.cumsum(mod.to(torch.float64), dim=1)[0, -1])
-    return math.floor(total + FIRE_EPS), total
-
-
-def solve_exact_lambda(alpha: Tensor, target_frames: int) -> float:
-    """The lambda that gives one utterance exactly ``target_frames`` output frames.
-
-    Closed form (REFERENCE.md): with ``S = sum_t alpha_t`` and ``T`` frames,
-    ``sum_t alpha_mod_t = y`` at ``lam = (T - y) / (T - S)`` when ``y >= S``
-    and ``lam = 2 - y / S`` when ``y < S``.  It aims at ``y = K + 1/2 - FIRE_EPS``,
-    the middle of the interval that CIF floors to ``K``, so float differences
-    between this solve and the forward pass (batching, device, dtype) cannot
-    change the count; ``K = T`` gives ``lam = 0`` (every frame kept).  The
-    result is checked by evaluating ``modify_alpha`` as CIF does, and found by
-    bisection in the (never observed) case that rounding disagrees.
-
-    Args:
-        alpha: ``(frame,)`` the utterance's 20 ms weights, valid frames only.
-        target_frames: the wanted output frames; clipped to ``[1, T]``.
-
-    Returns:
-        ``lam`` in ``[0, 2)``.
-
-    Raises:
-        OfactlError: the utterance has no 20 ms frame (no lambda gives a frame).
-    """
-    if alpha.ndim != 1:
-        raise ValueError(f"expected alpha of shape (frame,), found {tuple(alpha.shape)}")
-    n_frames = int(alpha.shape[0])
-    if n_frames == 0:
-        raise OfactlError("an utterance shorter than one 20 ms frame has no output frame at any lambda")
-    target = min(max(int(target_frames), 1), n_frames)
-    if target == n_frames:
-        return 0.0
-    alpha = alpha.detach().cpu()
-    sums = float(alpha.to(torch.float64).sum())
-    lam = min(max(_lam_for_sum(target + 0.5 - FIRE_EPS, sums, n_frames), 0.0), math.nextafter(LAMBDA_MAX, 0.0))
-    if _fired(alpha, lam)[0] == target:
-        return float(lam)
-    lo, hi = 0.0, LAMBDA_MAX - 1e-12  # count(lo) = T > target >= count(hi) (1, or 0 if alpha == 0)
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        fired = _fired(alpha, mid)[0]
-        if fired == target:
-            return mid
-        if fired > target:
-            lo = mid
-        else:
-            hi = mid
-    raise OfactlError(f"no lambda gives exactly {target} frames for this utterance (T={n_frames}, sum alpha={sums:.6g})")
-
-
-def solve_exact_lambdas(alpha: Tensor, lengths: Tensor, target_frames: Tensor | Sequence[int]) -> Tensor:
-    """:func:`solve_exact_lambda` for a padded batch: ``alpha (batch, frame)``,
-    ``lengths (batch,)``, ``target_frames (batch,)`` -> ``lam (batch,)`` float64,
-    ready for ``modify_alpha(alpha, lam, lengths)``."""
-    targets = [int(v) for v in torch.as_tensor(target_frames).reshape(-1).tolist()]
-    lens = [int(v) for v in lengths.reshape(-1).tolist()]
-    if alpha.ndim != 2 or len(lens) != alpha.shape[0] or len(targets) != alpha.shape[0]:
-        raise ValueError(f"expected alpha (batch, frame) with (batch,) lengths and targets, found "
-                         f"{tuple(alpha.shape)}, {len(lens)}, {len(targets)}")
-    alpha = alpha.detach().cpu()
-    return torch.tensor([solve_exact_lambda(alpha[b, :n], k) for b, (n, k) in enumerate(zip(lens, targets))],
-                        dtype=torch.float64)
-
-
-# --------------------------------------------------------------------------- display
-
-_SHOWN_LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 1.9, 1.95, 1.98, 1.99, 1.995, 1.999, 1.9999)
-
-
-def render_table(cal: Calibration, all_rows: bool = False) -> Table:
-    """A rich table of the calibration: lambda, dataset period, p10 / p50 / p90.
-
-    Shows the grid points nearest to round lambdas (0, 0.25, ..., 1.9, 1.95,
-    ..., and the last point) unless ``all_rows``.
-    """
-    from rich.table import Table
-
-    n = len(cal.lambdas)
-    if all_rows:
-        rows = list(range(n))
-    else:
-        lam = np.asarray(cal.lambdas)
-        wanted = [v for v in _SHOWN_LAMBDAS if v <= lam[-1]] + [lam[-1]]
-        rows = sorted({int(np.argmin(np.abs(lam - v))) for v in wanted})
-    hours = cal.total_duration_s / 3600.0
-    source = " ".join(str(v) for v in (cal.data, cal.split) if v)
-    caption = (f"{cal.n_utterances} utterances, {hours:.3g} h{' of ' + source if source else ''}; "
-               f"interpolation error <= {cal.max_interp_error:.1%}; {n} lambdas")
-    table = Table(title=f"Frame period by lambda ({cal.range_text()})", caption=caption)
-    table.add_column("lambda", justify="right")
-    table.add_column("period", justify="right")
-    for name in ("p10", "p50", "p90"):
-        table.add_column(name, justify="right", style="dim")
-    for i in rows:
-        cells = [format_period(v) if v is not None else "-" for v in (cal.p10_ms[i], cal.p50_ms[i], cal.p90_ms[i])]
-        table.add_row(f"{cal.lambdas[i]:.6g}", format_period(cal.period_ms[i]), *cells)
-    return table

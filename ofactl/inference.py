@@ -135,7 +135,7 @@ class OFAModel:
         ``floor(T * 20 / period)`` frames (at least one), the same number a
         calibrated lambda gives on average.
         """
-        from ofactl.calibrate import exact_target_frames, solve_exact_lambdas
+        from ofactl.exact_rate import exact_target_frames, solve_exact_lambdas
 
         student = self.student
         features, frame_lengths, alpha = front
@@ -214,7 +214,7 @@ class OFAModel:
         with ``context_s`` seconds of context on each side (attention beyond
         that is cut: close to, not equal to, an unchunked run).
         """
-        from ofactl.calibrate import exact_target_frames, solve_exact_lambda
+        from ofactl.exact_rate import exact_target_frames, solve_exact_lambda
 
         student = self.student
         fe = student.feature_extractor

@@ -102,7 +102,7 @@ def count_macs(student: nn.Module, audio: Tensor, n_frames: Sequence[int]) -> tu
         RuntimeError: MACs the counter saw outside every component (a model
             this function does not know how to split).
     """
-    from ofactl.calibrate import solve_exact_lambda
+    from ofactl.exact_rate import solve_exact_lambda
 
     # FlopCounterMode's module tracker fails on parametrized modules (weight
     # norm in the positional conv) under inference_mode: count under no_grad.

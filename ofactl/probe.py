@@ -52,7 +52,8 @@ from ofactl.period import FramePeriod
 from ofactl.results import ResultRow
 from ofactl.stream import Stored, average_pool, close_handles, pooled_length, stored_lengths
 from ofactl.tasks import Task, get_task
-from ofactl.tasks.base import Example, Standardize, fit, score_examples
+from ofactl.tasks.base import Example
+from ofactl.tasks.loop import Standardize, fit, score_examples
 
 Progress = Callable[[str], None]
 

@@ -40,9 +40,9 @@ the utterance length: that is ``duration_s`` (10 s by default).
 Frame periods and lambda
 ------------------------
 The MACs at a period ``p`` are the MACs at ``N = round(duration_s / p)``
-output frames (:func:`ofactl.calibrate.exact_target_frames`): the lambda that
+output frames (:func:`ofactl.exact_rate.exact_target_frames`): the lambda that
 gives exactly ``N`` frames on the profiling audio is solved in closed form
-(:func:`ofactl.calibrate.solve_exact_lambda`), so the count is exactly at the
+(:func:`ofactl.exact_rate.solve_exact_lambda`), so the count is exactly at the
 period asked for, for trained and random models alike (a random model's alpha
 is about 0.5 everywhere, and a trained model's alpha on random audio says
 nothing about speech).  The row's ``lam`` is the model's calibrated lambda for
@@ -332,7 +332,7 @@ def profile_model(
         OfactlError: a bad period, a period outside the model's calibrated
             range, or a model that cannot be loaded.
     """
-    from ofactl.calibrate import exact_target_frames
+    from ofactl.exact_rate import exact_target_frames
     from ofactl.distributed import resolve_device
     from ofactl.inference import OFAModel, load_model
     from ofactl.model import OFAStudent, StudentConfig
@@ -423,7 +423,7 @@ def profile_model(
 @torch.no_grad()
 def _exact_lams(student: nn.Module, audio: Tensor, n_frames: int) -> Tensor:
     """Per-utterance lambdas ``(batch,)`` that give every utterance of ``audio`` exactly ``n_frames`` frames."""
-    from ofactl.calibrate import solve_exact_lambdas
+    from ofactl.exact_rate import solve_exact_lambdas
 
     _, frame_lengths, alpha = student.front(audio)
     targets = [min(n_frames, int(t)) for t in frame_lengths.tolist()]

@@ -17,7 +17,7 @@ SPEAKERS, UTTERANCES = 6, 240
 def synth_corpus(tmp_path_factory) -> Path:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from ofactl.data.synth import synthesize_corpus
+    from ofactl.testing.synth import synthesize_corpus
 
     # one folder per test process, shared by every module that uses the fixture
     out = tmp_path_factory.getbasetemp() / "probe_synth"

@@ -18,13 +18,11 @@ from ofactl.calibrate import (
     Calibration,
     alpha_stats,
     build_calibration,
-    exact_target_frames,
     format_period,
     frame_counts,
-    render_table,
-    solve_exact_lambda,
-    solve_exact_lambdas,
 )
+from ofactl.cli.calibration_table import render_table
+from ofactl.exact_rate import exact_target_frames, solve_exact_lambda, solve_exact_lambdas
 from ofactl.cif import FIRE_EPS, cif, modify_alpha
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod

@@ -18,7 +18,8 @@ import soundfile as sf
 import torch
 
 import ofactl
-from ofactl.calibrate import Calibration, exact_target_frames
+from ofactl.calibrate import Calibration
+from ofactl.exact_rate import exact_target_frames
 from ofactl.checkpoint import save_model
 from ofactl.errors import OfactlError
 from ofactl.extract import extract_features, measure_calibration
@@ -31,7 +32,7 @@ from ofactl.model import OFAStudent, StudentConfig
 def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from ofactl.data.synth import synthesize_corpus
+    from ofactl.testing.synth import synthesize_corpus
 
     out = tmp_path_factory.mktemp("synth")
     synthesize_corpus(out, speakers=4, utterances=36, seed=2)
@@ -473,8 +474,8 @@ def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path, monkeypa
     import errno as errno_mod
     from collections import namedtuple
 
-    from ofactl import features
     from ofactl.cli import main
+    from ofactl.features import merging, writer
 
     model_dir, wavs = _tiny_corpus(tmp_path)
     out = tmp_path / "out.h5"
@@ -489,10 +490,10 @@ def test_a_full_disk_is_one_line_and_the_same_command_resumes(tmp_path, monkeypa
                     raise OSError(errno_mod.ENOSPC, "No space left on device", str(file))
             return real_open(file, mode, *args, **kwargs)
 
-        monkeypatch.setattr(features, "open", full_open, raising=False)
+        monkeypatch.setattr(writer, "open", full_open, raising=False)  # where the parts are written
     else:
         Usage = namedtuple("Usage", "total used free")
-        monkeypatch.setattr(features.shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 1000, 1000))
+        monkeypatch.setattr(merging.shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(SystemExit) as info:
         main(argv)
     err = capsys.readouterr().err

@@ -59,7 +59,7 @@ STREAM = textwrap.dedent(
     if __name__ == "__main__":
         out, crash_at, sleep = sys.argv[1], sys.argv[2], float(sys.argv[3])
         if crash_at != "-":
-            features._stage = lambda name: os._exit(9) if name == crash_at else None
+            features.files._stage = lambda name: os._exit(9) if name == crash_at else None
         print("ready", flush=True)
         run(out, sleep=sleep)
     '''

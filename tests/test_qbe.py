@@ -177,7 +177,7 @@ def test_twv_follows_beta():
 
 def test_synthetic_quesst14_tree_reads_and_its_ground_truth_is_consistent(synth_corpus):
     from ofactl.data.corpora import read_corpus
-    from ofactl.data.synth import _plan
+    from ofactl.testing.synth.plan import _plan
     from probe_fixtures import SPEAKERS, UTTERANCES
 
     root = synth_corpus / DATA["qbe"]
@@ -211,7 +211,8 @@ def test_qbe_on_mfccs_of_the_synthetic_tree_finds_the_queries(synth_corpus):
     from ofactl.data.audio import load_audio
     from ofactl.data.corpora import read_corpus
     from ofactl.tasks import TASKS
-    from ofactl.tasks.base import Example, Standardize
+    from ofactl.tasks.base import Example
+    from ofactl.tasks.loop import Standardize
 
     mfcc = torchaudio.transforms.MFCC(16000, n_mfcc=20, melkwargs={"n_fft": 400, "hop_length": 320, "n_mels": 40})
     task = TASKS["qbe"]

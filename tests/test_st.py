@@ -246,7 +246,7 @@ def test_the_schedule_warms_up_then_decays_with_the_inverse_square_root():
 
 
 def test_synthetic_pairs_agree_in_gender_and_case():
-    from ofactl.data.synth_covost import SHAPES, sentence_pair
+    from ofactl.testing.synth.covost import SHAPES, sentence_pair
 
     rng = np.random.default_rng(0)
     pairs = {shape: sentence_pair(rng, shape) for shape in SHAPES}
@@ -297,7 +297,8 @@ def test_probe_beats_a_shuffled_target_control(synth_corpus):
 
     from ofactl.data.audio import load_audio
     from ofactl.data.corpora import read_corpus
-    from ofactl.tasks.base import Example, Standardize, fit, score_examples
+    from ofactl.tasks.base import Example
+    from ofactl.tasks.loop import Standardize, fit, score_examples
     from ofactl.tasks.seq2seq import Seq2SeqConfig
     from ofactl.tasks.st import SpeechTranslation
 
@@ -359,3 +360,18 @@ def test_learn_lambda_trains_theta_through_the_translation_loss(synth_corpus, ca
                         patience=2, features_dir=tmp_path, on_epoch=lambda epoch, lam, scores: seen.append(lam))
     assert len(seen) == 2 and len(set(seen)) == 2 and 0.5 not in seen
     assert rows[0].metric == "bleu" and rows[0].status == "ok" and rows[0].lam in seen
+
+
+def test_incremental_steps_give_the_full_decoders_logits():
+    from ofactl.tasks.seq2seq import teacher_forcing
+
+    head = _head(vocab_size=9, seed=3, decoder_layers=2)
+    torch.manual_seed(5)
+    x, lengths = torch.randn(2, 13, 5), torch.tensor([13, 6])
+    prefix, _ = teacher_forcing([[4, 5, 6, 7, 8], [8, 7, 6, 5, 4]])
+    with torch.no_grad():
+        memory, pad = head.encode(x, lengths)
+        full = head.decode(prefix, memory, pad)
+        state = head.start(memory, pad)
+        steps = torch.stack([head.step(state, prefix[:, i]) for i in range(prefix.shape[1])], dim=1)
+    assert torch.allclose(steps, full, atol=1e-5), (steps - full).abs().max()

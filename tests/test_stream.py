@@ -139,7 +139,7 @@ def test_a_read_error_in_the_read_ahead_reaches_the_training_loop(tmp_path):
 @given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12), seed=st.integers(0, 1000))
 @settings(max_examples=30, deadline=None)
 def test_standardize_fit_matches_numpy(lengths, seed):
-    from ofactl.tasks.base import Standardize
+    from ofactl.tasks.loop import Standardize
 
     rng = np.random.default_rng(seed)
     arrays = [rng.normal(3.0, 2.0, (n, 5)).astype(np.float16) for n in lengths]

@@ -22,8 +22,9 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ofactl.data import synth
-from ofactl.data.synth import (
+from ofactl.testing.synth import common
+from ofactl.testing.synth import plan as synth
+from ofactl.testing.synth import (
     AUXILIARY_WORDS,
     KEYWORDS,
     LAYOUT_ROOTS,
@@ -71,7 +72,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != synth.DONE_FILE
+        if p.is_file() and p.name != common.DONE_FILE
     }
 
 
@@ -526,8 +527,8 @@ def test_held_out_sizes_reach_the_asked_dev_and_test_counts(speakers, held, dev,
     the training splits keep theirs, ids stay unique."""
     held = min(held, (speakers - 1) // 2)
     utterances = 10 * speakers
-    base = synth._plan(speakers, utterances, seed, synth._Sizes(held_out_speakers=held))
-    plan = synth._plan(speakers, utterances, seed, synth._Sizes(held, dev, test))
+    base = synth._plan(speakers, utterances, seed, common._Sizes(held_out_speakers=held))
+    plan = synth._plan(speakers, utterances, seed, common._Sizes(held, dev, test))
     roles = Counter(s.role for s in plan.speakers)
     assert roles == {"train": speakers - 2 * held, "dev": held, "test": held}
     paths = [job.relpath for job in plan.jobs]

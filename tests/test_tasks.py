@@ -10,9 +10,9 @@ from torch import nn
 
 from ofactl.errors import OfactlError
 from ofactl.tasks import TASKS, get_task
-from ofactl.tasks.base import (
-    ClassificationTask, Example, LinearCTCHead, MeanPoolHead, Standardize, evaluate, fit, pad,
-)
+from ofactl.tasks.base import ClassificationTask, Example
+from ofactl.tasks.heads import LinearCTCHead, MeanPoolHead
+from ofactl.tasks.loop import Standardize, evaluate, fit, pad
 
 
 def test_registry_names_layouts_splits_and_metrics():

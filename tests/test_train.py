@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from ofactl.data.synth import synthesize_corpus
+    from ofactl.testing.synth import synthesize_corpus
 
     out = tmp_path_factory.mktemp("synth")
     synthesize_corpus(out, speakers=4, utterances=24, seed=1)

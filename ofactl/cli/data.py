@@ -66,7 +66,7 @@ def synth_command(
     quiet: QuietOption = False,
 ) -> None:
     """Synthesise English speech (espeak-ng) in LibriSpeech, Speech Commands, VoxCeleb1 and Fluent layouts."""
-    from ofactl.data.synth import synthesize_corpus
+    from ofactl.testing.synth import synthesize_corpus
 
     kwargs = dict(speakers=speakers, utterances=utterances, seed=seed, overwrite=overwrite,
                   held_out_speakers=held_out_speakers, dev_utterances=dev_utterances, test_utterances=test_utterances)

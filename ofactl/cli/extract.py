@@ -56,7 +56,7 @@ def calibrate(
         from ofactl.plot import check_figure_path
 
         check_figure_path(plot)  # a bad suffix fails before the measurement, not after
-    from ofactl.calibrate import render_table
+    from ofactl.cli.calibration_table import render_table
     from ofactl.extract import measure_calibration
 
     problems: list = []

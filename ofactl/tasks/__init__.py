@@ -1,8 +1,8 @@
-"""Downstream tasks (SUPERB subset) probed on frozen ofactl features.
+"""Downstream tasks (the nine SUPERB tasks of the paper) probed on frozen ofactl features.
 
 :data:`TASKS` maps each task name to its :class:`~ofactl.tasks.base.Task`
-(one module per task; the shared probe heads and training loop live in
-:mod:`ofactl.tasks.base`).  ``qbe`` has no training
+(one module per task; what a task is in :mod:`ofactl.tasks.base`, the probe
+heads in :mod:`ofactl.tasks.heads`, the training loop in :mod:`ofactl.tasks.loop`).  ``qbe`` has no training
 (``Task.trainable`` False: subsequence DTW, scored directly).  ``st`` is the one
 sequence-to-sequence task (a transformer encoder-decoder, BLEU).
 """

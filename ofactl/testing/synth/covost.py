@@ -1,4 +1,4 @@
-"""The sentence pairs of the synthetic CoVoST 2: English sentences and their German translations.
+"""CoVoST 2 En->De of the synthetic corpus: English sentences and their German translations.
 
 A small deterministic template grammar: five sentence shapes over six nouns
 (two of each German gender), four adjectives and four verbs.  The German side
@@ -15,9 +15,19 @@ split files in the form CoVoST's ``get_covost_splits.py`` produces.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+
+from ofactl.testing.synth.common import (
+    _STREAM_COVOST,
+    LAYOUT_ROOTS,
+    _Plan,
+    _rng,
+    _Sizes,
+    _Speaker,
+)
 
 #: (English, German, gender) of each noun.
 NOUNS = (
@@ -81,3 +91,26 @@ def write_tsvs(root: Path, rows: list[tuple[str, str, str, str, str]], pair: str
         lines = ["\t".join(HEADER)]
         lines += ["\t".join((clip, en, de, client)) for part, clip, en, de, client in rows if part == split]
         (root / f"covost_v2.{pair}.{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _plan_covost(plan: _Plan, speakers: list[_Speaker], utterances: int, seed: int, sizes: _Sizes) -> None:
+    """CoVoST 2 En->De sentence pairs (see the module docstring), from their own generators."""
+    text = _rng(seed, _STREAM_COVOST, 0)
+    jitter = _rng(seed, _STREAM_COVOST, 1)
+    root = LAYOUT_ROOTS["covost2"]
+    total = max(30, min(2000, 3 * utterances))
+    held = max(4, round(0.1 * total))
+    counts = {"train": total - 2 * held, "dev": max(held, sizes.dev_utterances or 0),
+              "test": max(held, sizes.test_utterances or 0)}
+    clip_ids = text.choice(10**7, size=sum(counts.values()), replace=False) + 10**7  # 8-digit Common Voice-like numbers
+    k = 0
+    for role in ("train", "dev", "test"):
+        voices = [s for s in speakers if s.role == role]
+        for i in range(counts[role]):
+            english, german = sentence_pair(text)
+            spk = voices[i % len(voices)]
+            client = hashlib.sha512(f"ofactl-synth-{seed}-{spk.index}".encode()).hexdigest()
+            clip = f"common_voice_en_{int(clip_ids[k])}.mp3"
+            k += 1
+            plan.add("covost2", f"{root}/clips/{clip}", english, spk.voice, jitter)
+            plan.covost_rows.append((role, clip, english, german, client))
