@@ -1,13 +1,14 @@
 """All benchmarks in one run, one table: CIF, extraction, pretraining, probes at scale.
 
-Runs ``measure()`` of bench_cif.py, bench_extract.py, bench_pretrain.py and bench_probe.py (each
+Runs ``measure()`` of bench_cif.py, bench_extract.py, bench_pretrain.py, bench_probe.py, bench_precision.py
+and bench_st.py (each
 still runnable on its own, with its detailed table) and prints one table,
 benchmark | quantity | measured | goal | met, under a line naming the machine.
 Ratios ("x") are measured side by side in one run, so they hold on a noisy
 machine where absolute times do not.  A missed goal is marked in the table,
 never an error: the exit status is 0 whenever the benchmarks ran.
 
-Run: python benchmarks/run_all.py [--quick] [--long-minutes N] [--only cif,extract,pretrain,probe,precision]
+Run: python benchmarks/run_all.py [--quick] [--long-minutes N] [--only cif,extract,pretrain,probe,precision,st]
                                   [--threads N] [--json FILE] [--verbose]
 (``make bench ARGS=--quick``).  ``--tiny`` runs the smallest sizes, for tests:
 its numbers only show that everything runs.
@@ -35,10 +36,11 @@ import bench_extract  # noqa: E402
 import bench_precision  # noqa: E402
 import bench_pretrain  # noqa: E402
 import bench_probe  # noqa: E402
+import bench_st  # noqa: E402
 from common import Result, format_value  # noqa: E402
 
 BENCHMARKS = {"cif": bench_cif, "extract": bench_extract, "pretrain": bench_pretrain, "probe": bench_probe,
-              "precision": bench_precision}
+              "precision": bench_precision, "st": bench_st}
 
 # --tiny: the smallest sizes that run every code path (tests; numbers not meaningful)
 TINY = {
@@ -47,6 +49,7 @@ TINY = {
     "pretrain": {"preset": "tiny", "steps": 4, "batch": 2, "seconds": 1.0},
     "probe": {"base_gb": 0.004, "scales": (1, 2), "sweep": False},
     "precision": {"preset": "tiny", "batch": 2, "seconds": 1.0, "steps": 2},
+    "st": {"batch": 1, "steps": 6, "seconds": 1.0, "repeat": 1},
 }
 
 

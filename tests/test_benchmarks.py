@@ -23,6 +23,7 @@ KEY_RATIOS = {
     "pretrain": ["pretrain.step_ratio"],
     "probe": ["probe.stream_vs_memory_1x", "probe.rss_growth"],
     "precision": ["precision.extract_20", "precision.extract_90", "precision.pretrain_step"],
+    "st": ["st.incremental_speedup"],
 }
 
 
@@ -41,7 +42,7 @@ def test_run_all_tiny(tmp_path):
     check_key_ratios(stdout, data)
     check_every_value(stdout, data)
     for header in ("loop/cif", "x CNN floor", "ms/step", "float32 prefix sum", "long audio", "peak RSS MB",
-                   "identical frame counts, min cosine"):
+                   "identical frame counts, min cosine", "incr. s"):
         assert header in stdout  # --verbose: each benchmark's own table
 
 

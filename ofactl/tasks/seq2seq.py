@@ -135,15 +135,19 @@ class Seq2SeqHead(nn.Module):
         return self.decode(prefix, memory, pad)
 
     def start(self, memory: Tensor, memory_pad: Tensor) -> "DecoderState":
-        """An empty incremental decoding state over ``memory`` (for :meth:`step`)."""
-        return DecoderState(memory, memory_pad, [None] * len(self.decoder.layers), 0)
+        """An empty incremental decoding state over ``memory`` (for :meth:`step`): each decoder layer's keys
+        and values of the memory, projected once."""
+        memory_kv = [_project_kv(layer.multihead_attn, memory) for layer in self.decoder.layers]
+        keep = (~memory_pad)[:, None, None, :]  # (B, 1, 1, S): True where a memory frame may be attended
+        return DecoderState(memory_kv, keep, [None] * len(self.decoder.layers), 0)
 
     def step(self, state: "DecoderState", tokens: Tensor) -> Tensor:
         """Next-token logits ``(B, n_tokens)`` after feeding ``tokens`` (B,) at the state's position.
 
         The same numbers as the last position of :meth:`decode` over the whole prefix (tested), at the
-        cost of one position: each layer keeps the normalised inputs of the earlier positions, whose
-        keys and values its self-attention needs (a position attends only to itself and the past).
+        cost of one position: the memory's keys and values are projected once (:meth:`start`), and each
+        layer keeps the keys and values of the earlier positions (a position attends only to itself and
+        the past).
         """
         pos = state.position
         h = self.embed(tokens)[:, None] * self.scale
@@ -151,31 +155,62 @@ class Seq2SeqHead(nn.Module):
         h = self.dropout(h)
         for i, layer in enumerate(self.decoder.layers):
             a = layer.norm1(h)
-            past = a if state.cache[i] is None else torch.cat([state.cache[i], a], dim=1)
-            state.cache[i] = past
-            h = h + layer.dropout1(layer.self_attn(a, past, past, need_weights=False)[0])
+            k, v = _project_kv(layer.self_attn, a)
+            if state.self_kv[i] is not None:
+                k, v = torch.cat([state.self_kv[i][0], k], dim=2), torch.cat([state.self_kv[i][1], v], dim=2)
+            state.self_kv[i] = (k, v)
+            h = h + layer.dropout1(_attend(layer.self_attn, a, k, v, None))
             b = layer.norm2(h)
-            h = h + layer.dropout2(layer.multihead_attn(b, state.memory, state.memory,
-                                                        key_padding_mask=state.memory_pad, need_weights=False)[0])
+            mk, mv = state.memory_kv[i]
+            h = h + layer.dropout2(_attend(layer.multihead_attn, b, mk, mv, state.memory_keep))
             c = layer.norm3(h)
             h = h + layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(c)))))
         state.position = pos + 1
         return self.out(self.decoder.norm(h))[:, 0]
 
 
+def _split_heads(x: Tensor, heads: int) -> Tensor:
+    """``(B, T, d) -> (B, heads, T, d / heads)``."""
+    return x.view(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+
+
+def _project_kv(attn: nn.MultiheadAttention, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The keys and values ``attn`` computes from ``x`` (B, T, d), split into heads."""
+    d = attn.embed_dim
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    k = nn.functional.linear(x, w[d: 2 * d], None if b is None else b[d: 2 * d])
+    v = nn.functional.linear(x, w[2 * d:], None if b is None else b[2 * d:])
+    return _split_heads(k, attn.num_heads), _split_heads(v, attn.num_heads)
+
+
+def _attend(attn: nn.MultiheadAttention, query: Tensor, k: Tensor, v: Tensor, keep: Tensor | None) -> Tensor:
+    """``attn`` for one query position ``(B, 1, d)`` over projected keys and values (what its forward does)."""
+    d = attn.embed_dim
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q = _split_heads(nn.functional.linear(query, w[:d], None if b is None else b[:d]), attn.num_heads)
+    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep,
+                                                     dropout_p=attn.dropout if attn.training else 0.0)
+    return attn.out_proj(out.transpose(1, 2).reshape(query.shape[0], 1, d))
+
+
 @dataclass
 class DecoderState:
-    """Incremental decoding state: the memory, and per decoder layer the normalised inputs so far."""
+    """Incremental decoding state: per decoder layer the memory's keys and values and those of the positions
+    decoded so far."""
 
-    memory: Tensor
-    memory_pad: Tensor
-    cache: list
+    memory_kv: list
+    memory_keep: Tensor
+    self_kv: list
     position: int
 
-    def reorder(self, rows: Tensor) -> None:
-        """Keep the hypotheses ``rows`` (beam search moves its beams)."""
-        self.cache = [c if c is None else c[rows] for c in self.cache]
-        self.memory, self.memory_pad = self.memory[rows], self.memory_pad[rows]
+    def reorder(self, rows: Tensor, memory: bool = True) -> None:
+        """Keep the hypotheses ``rows`` (beam search moves its beams).  ``memory=False`` leaves the memory's
+        keys and values as they are: right when every row moves within its own utterance's block of rows,
+        whose memory rows are equal (as in :func:`beam_search`)."""
+        self.self_kv = [None if kv is None else (kv[0][rows], kv[1][rows]) for kv in self.self_kv]
+        if memory:
+            self.memory_kv = [(k[rows], v[rows]) for k, v in self.memory_kv]
+            self.memory_keep = self.memory_keep[rows]
 
 
 def teacher_forcing(targets: list[list[int]], device=None) -> tuple[Tensor, Tensor]:
@@ -243,7 +278,7 @@ def beam_search(head: Seq2SeqHead, x: Tensor, lengths: Tensor, beam: int, max_le
             break
         rows_t = torch.tensor(new_rows, device=device)
         seqs = torch.cat([seqs[rows_t], torch.tensor(new_tokens, device=device)[:, None]], dim=1)
-        state.reorder(rows_t)
+        state.reorder(rows_t, memory=False)  # beams move within their utterance's block
         scores = torch.tensor(new_scores, device=device).view(batch, k)
         for b in range(batch):
             if done[b]:
