@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,19 +31,9 @@ from ofactl.inference import OFAModel
 from ofactl.model import OFAStudent, StudentConfig
 from ofactl.precision import cpu_bf16_flags
 
-from common import Result, at_least, at_most, info  # benchmarks/common.py (the script's directory is on sys.path)
+from common import Result, at_least, at_most, best_time, info  # benchmarks/common.py (the script's directory is on sys.path)
 
 LAMBDAS = (0.0, 0.5, 1.0, 1.5, 1.9)
-
-
-def _timed(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up: kernel selection, allocator
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callable[[str], None]) -> list[Result]:
@@ -64,7 +53,7 @@ def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callab
     for period in (20, 90):
         lam = 0.0 if period == 20 else cal.lam_for(float(period))
         for name, model in (("fp32", fp32), ("bf16", bf16)):
-            speed[name, period] = audio_s / _timed(lambda: model.encode_batch(audio, lengths, lam), repeat)
+            speed[name, period] = audio_s / best_time(lambda: model.encode_batch(audio, lengths, lam), repeat)
         log(f"extract @ {period} ms (lambda {lam:.3f}): fp32 {speed['fp32', period]:.1f} audio-s/s, "
             f"bf16 {speed['bf16', period]:.1f} audio-s/s, ratio {speed['bf16', period] / speed['fp32', period]:.2f}x")
 

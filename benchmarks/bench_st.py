@@ -23,25 +23,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
 from ofactl.tasks.seq2seq import Seq2SeqConfig, Seq2SeqHead, teacher_forcing
 
-from common import Result, at_least, info  # benchmarks/common.py (the script's directory is on sys.path)
+from common import Result, at_least, best_time, info  # benchmarks/common.py (the script's directory is on sys.path)
 
 GOAL_INCREMENTAL = 3.0
 BEAM = 20
-
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 @torch.no_grad()
@@ -78,8 +68,8 @@ def measure(quick: bool = False, log=None, *, config: Seq2SeqConfig | None = Non
         memory, pad = head.encode(x, lengths)
     memory, pad = memory.repeat_interleave(BEAM, 0), pad.repeat_interleave(BEAM, 0)
     tokens = torch.randint(4, vocab, (batch * BEAM, steps))
-    full = _best(lambda: _decode_full(head, tokens, memory, pad), repeat)
-    incremental = _best(lambda: _decode_incremental(head, tokens, memory, pad), repeat)
+    full = best_time(lambda: _decode_full(head, tokens, memory, pad), repeat, warmup=False)
+    incremental = best_time(lambda: _decode_incremental(head, tokens, memory, pad), repeat, warmup=False)
     diff = float((_decode_full(head, tokens, memory, pad) - _decode_incremental(head, tokens, memory, pad)).abs().max())
 
     head.train()
@@ -96,7 +86,7 @@ def measure(quick: bool = False, log=None, *, config: Seq2SeqConfig | None = Non
         loss.backward()
         opt.step()
 
-    step_s = _best(train_step, repeat)
+    step_s = best_time(train_step, repeat)
     log(f"{'hypotheses':>10} {'steps':>6} {'full s':>8} {'incr. s':>8} {'speed-up':>9} {'max |diff|':>11} "
         f"{'train ms/step':>14}")
     log(f"{batch * BEAM:>10} {steps:>6} {full:>8.3f} {incremental:>8.3f} {full / incremental:>8.1f}x {diff:>11.2e} "

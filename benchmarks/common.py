@@ -9,6 +9,8 @@ marked, never raised.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -66,3 +68,15 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:.1f}%"
     digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
     return f"{value:.{digits}f} {unit}"
+
+
+def best_time(fn: Callable[[], object], repeat: int, warmup: bool = True) -> float:
+    """The fastest of ``repeat`` calls of ``fn``, in seconds (after one untimed call with ``warmup``)."""
+    if warmup:
+        fn()  # kernel selection, allocator
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -39,6 +39,20 @@ def test_mp3_where_supported(tmp_path):
     assert abs(y.shape[0] - 16000) < 2000 and y.abs().max() > 0.3
 
 
+def test_mp3_without_mp3_support_is_one_line_saying_so(tmp_path, monkeypatch):
+    """An older libsndfile (before 1.1) cannot read Common Voice's mp3: the error says that, not 'corrupt'."""
+    from ofactl.data.audio import AudioError
+
+    path = tmp_path / "common_voice_en_1.mp3"
+    path.write_bytes(b"ID3\x03\x00\x00\x00" + bytes(range(256)) * 8)  # an mp3 header this libsndfile refuses
+    monkeypatch.setattr(sf, "available_formats", lambda: {"WAV": "WAV", "FLAC": "FLAC"})
+    monkeypatch.setattr(sf, "info", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("Format not recognised.")))
+    with pytest.raises(AudioError) as err:
+        load_audio(path)
+    assert err.value.reason == "unreadable" and "is mp3, which this libsndfile" in str(err.value)
+    assert "pip install -U soundfile" in err.value.hint
+
+
 def test_int_pcm_is_scaled(tmp_path):
     path = tmp_path / "int.wav"
     sf.write(path, np.full(1000, 16384, dtype=np.int16), 16000, subtype="PCM_16")

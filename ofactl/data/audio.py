@@ -76,6 +76,13 @@ def _looks_like_text(path: Path) -> bool:
     return True
 
 
+def _reads_mp3() -> bool:
+    """Whether soundfile's libsndfile decodes mp3 (1.1 and newer do; Common Voice and CoVoST 2 ship mp3)."""
+    import soundfile as sf
+
+    return "MP3" in sf.available_formats()
+
+
 def _open_error(path: Path, exc: Exception) -> AudioError:
     try:
         os.stat(path)
@@ -101,6 +108,12 @@ def _open_error(path: Path, exc: Exception) -> AudioError:
     if _looks_like_text(path):
         return AudioError(path, "not_audio", "is a text file, not audio, despite its extension",
                           hint="remove it or fix the manifest")
+    if path.suffix.lower() == ".mp3" and not _reads_mp3():
+        import soundfile as sf
+
+        return AudioError(path, "unreadable", f"is mp3, which this libsndfile ({sf.__libsndfile_version__}) cannot read",
+                          hint="pip install -U soundfile (its wheels bundle libsndfile 1.1 or newer, which reads mp3), "
+                               "or convert the clips to flac")
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return AudioError(path, "unreadable", f"cannot be decoded as audio ({first_line})",
                       hint="the file is corrupt or in a format libsndfile does not read; convert it to wav or flac")
