@@ -83,7 +83,7 @@ def student_from_distiller(path: str | Path, seed: int = 0) -> OFAStudent:
     torch.manual_seed(seed)
     student = OFAStudent(config)
     own = student.state_dict()
-    from ofactl.teacher_formats import _TA_POS_CONV, _WN_FORMS, _normalise_weight_norm
+    from ofactl.teacher_formats.common import _TA_POS_CONV, _WN_FORMS, _normalise_weight_norm
 
     target = "parametrized" if _TA_POS_CONV + _WN_FORMS["parametrized"][0] in own else "legacy"
     _normalise_weight_norm(state, _TA_POS_CONV, target)
@@ -188,7 +188,7 @@ def _student_config(cfg: dict[str, Any], path: Path) -> StudentConfig:
 
 
 def _rename(state: Any, config: StudentConfig, path: Path) -> dict[str, Tensor]:
-    from ofactl.teacher_formats import _map_fairseq_key
+    from ofactl.teacher_formats.fairseq import _map_fairseq_key
 
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise OfactlError(f"{path}: its Distiller entry is not a state dict of tensors", hint=_HINT)

@@ -18,7 +18,7 @@ from torch import nn
 from ofactl.errors import OfactlError
 from ofactl.layers import conv_output_lengths
 from ofactl.teacher import Teacher, TeacherConfig, init_student_from_teacher, load_teacher
-from ofactl.teacher_formats import _map_fairseq_key, parse_conv_layers
+from ofactl.teacher_formats.fairseq import _map_fairseq_key, parse_conv_layers
 
 ATOL = 1e-4
 TINY_CONV = [(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2
