@@ -57,7 +57,7 @@ __all__ = [
     "Checkpoint",
     "save_model",
     "read_checkpoint",
-    "load_model",
+    "load_student",
     "describe_model",
     "model_sha256",
     "unwrap_model",
@@ -261,7 +261,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     )
 
 
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> OFAStudent:
+def load_student(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> OFAStudent:
     """Load a model directory (or its ``model.pt``) as an ``OFAStudent`` in eval mode.
 
     The checkpoint, without its state dict, is attached as ``model.checkpoint``.
@@ -315,7 +315,7 @@ def describe_model(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         OfactlError: if the model cannot be loaded.
     """
-    model = load_model(path)
+    model = load_student(path)
     ckpt: Checkpoint = model.checkpoint
     by_component = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
     total = sum(p.numel() for p in model.parameters())

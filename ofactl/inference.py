@@ -356,7 +356,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
     from ofactl.precision import resolve_precision
 
     from ofactl.calibrate import Calibration
-    from ofactl.checkpoint import load_model as load_student, model_sha256
+    from ofactl.checkpoint import load_student, model_sha256
     from ofactl.distributed import resolve_device
     from ofactl.workspace import resolve_model
 

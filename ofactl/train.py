@@ -383,9 +383,9 @@ def _initial_student(source: str, seed: int) -> nn.Module:
     checkpoint (imported on the fly, with a fresh alpha module)."""
     path = Path(source)
     if path.is_dir() or path.name == "model.pt":
-        from ofactl.checkpoint import load_model
+        from ofactl.checkpoint import load_student
 
-        return load_model(path if path.is_dir() else path.parent)
+        return load_student(path if path.is_dir() else path.parent)
     from ofactl.s3prl_import import student_from_distiller
 
     return student_from_distiller(path, seed=seed)

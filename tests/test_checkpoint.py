@@ -22,7 +22,7 @@ from ofactl.checkpoint import (
     KIND,
     MODEL_FILE,
     describe_model,
-    load_model,
+    load_student,
     read_checkpoint,
     save_model,
     unwrap_state_dict,
@@ -53,7 +53,7 @@ def _audio() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_round_trip_gives_identical_weights_and_outputs(saved: Path, tiny: OFAStudent) -> None:
-    loaded = load_model(saved)
+    loaded = load_student(saved)
     assert not loaded.training
     assert loaded.config == tiny.config
     original, restored = tiny.state_dict(), loaded.state_dict()
@@ -87,7 +87,7 @@ def test_saved_files_and_metadata(saved: Path, tiny: OFAStudent) -> None:
 
 
 def test_loaded_model_carries_checkpoint_without_weights(saved: Path) -> None:
-    loaded = load_model(saved)
+    loaded = load_student(saved)
     assert loaded.checkpoint.state_dict == {}
     assert loaded.checkpoint.training["step"] == 1000
 
@@ -97,7 +97,7 @@ def test_wrappers_are_unwrapped(tmp_path: Path, tiny: OFAStudent) -> None:
     directory = save_model(tmp_path / "wrapped", wrapped)
     keys = set(read_checkpoint(directory).state_dict)
     assert keys == set(tiny.state_dict())
-    load_model(directory)
+    load_student(directory)
 
 
 def test_unwrap_state_dict() -> None:
@@ -200,7 +200,7 @@ def test_bad_files_are_one_line_errors(case: str, saved: Path, tmp_path: Path) -
         assert expected in info.value.message
         assert "\n" not in str(info.value)
     with pytest.raises(OfactlError):
-        load_model(bad_dir)
+        load_student(bad_dir)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
@@ -246,19 +246,19 @@ def _edit_checkpoint(directory: Path, edit: Callable[[dict], None]) -> None:
 def test_weights_that_do_not_match_the_config(saved: Path) -> None:
     _edit_checkpoint(saved, lambda raw: raw["config"].update(num_layers=3))
     with pytest.raises(OfactlError, match=r"do not match the stored config: \d+ missing \(e\.g\. encoder\.transformer\.layers\.2"):
-        load_model(saved)
+        load_student(saved)
 
 
 def test_weights_with_other_shapes(saved: Path) -> None:
     _edit_checkpoint(saved, lambda raw: raw["config"].update(ffn_dim=256))
     with pytest.raises(OfactlError, match="with another shape"):
-        load_model(saved)
+        load_student(saved)
 
 
 def test_unknown_config_key_names_the_file(saved: Path) -> None:
     _edit_checkpoint(saved, lambda raw: raw["config"].update(colour="blue"))
     with pytest.raises(OfactlError) as info:
-        load_model(saved)
+        load_student(saved)
     assert str(saved / MODEL_FILE) in info.value.message and "colour" in info.value.message
 
 

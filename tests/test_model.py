@@ -138,7 +138,7 @@ def test_half_precision_forward(tiny):
 def test_distilhubert_preset_is_distilhubert_and_0_1_configs_keep_their_architecture(tmp_path):
     """Issue 15 #1: no LayerNorm before the projection, no dropout after it, feature_grad_mult 0.1; a config
     saved by ofactl 0.1 (no projection_layer_norm key) still builds 0.1's model and gives the same outputs."""
-    from ofactl.checkpoint import load_model, save_model
+    from ofactl.checkpoint import load_student, save_model
     from ofactl.model import V01_DEFAULTS
 
     cfg = StudentConfig.preset("distilhubert")
@@ -154,7 +154,7 @@ def test_distilhubert_preset_is_distilhubert_and_0_1_configs_keep_their_architec
     assert legacy.config.projection_layer_norm and legacy.config == StudentConfig.from_dict({**old, **V01_DEFAULTS})
     assert "encoder.feature_projection.layer_norm.weight" in legacy.state_dict()
     save_model(tmp_path / "m", legacy)
-    loaded = load_model(tmp_path / "m").eval()
+    loaded = load_student(tmp_path / "m").eval()
     audio, lengths = torch.randn(2, 12000), torch.tensor([12000, 9000])
     with torch.no_grad():
         for lam in (0.0, 1.2):

@@ -72,9 +72,9 @@ def test_parity_with_s3prl_at_lambda_0(s3prl_checkpoint, tmp_path):
     its reference is always one utterance at a time)."""
     model, path = s3prl_checkpoint
     out = import_distilhubert(path, tmp_path / "imported")
-    from ofactl.checkpoint import load_model
+    from ofactl.checkpoint import load_student
 
-    student = load_model(out).eval()
+    student = load_student(out).eval()
     g = torch.Generator().manual_seed(1)
     waves = [0.1 * torch.randn(n, generator=g) for n in (48000, 37000)]
     refs = [_s3prl_forward(model, w[None], w.shape[0]) for w in waves]
@@ -171,7 +171,7 @@ def test_pretraining_starts_from_an_s3prl_checkpoint(tmp_path):
 
     model_mod = pytest.importorskip("s3prl.upstream.distiller.model",
                                     reason="s3prl is not installed (make setup installs it with --no-deps)")
-    from ofactl.checkpoint import load_model
+    from ofactl.checkpoint import load_student
     from ofactl.pretrain_config import load_pretrain_config
     from ofactl.train import pretrain
 
@@ -189,7 +189,7 @@ def test_pretraining_starts_from_an_s3prl_checkpoint(tmp_path):
                    f"optim: {{lr: 0.0}}\ndata: {{path: {wavs}, crop_s: 1.0, max_batch_s: 4.0, num_workers: 0}}\n")
     result = pretrain(load_pretrain_config(cfg), progress=False)
     assert result.finished
-    trained = load_model(tmp_path / "m")
+    trained = load_student(tmp_path / "m")
     imported = student_from_distiller(ckpt)
     assert trained.config.embed_dim == 64 and trained.config.target_layers == (2, 4, 6)
     theirs = imported.state_dict()

@@ -152,12 +152,12 @@ def test_pretraining_lowers_the_losses_and_writes_a_model(corpus, segments, tmp_
     low = [p for lam, p in by_lam if lam < 0.3]
     high = [p for lam, p in by_lam if lam > 1.5]
     assert max(low) < 35 and min(high) > 2 * max(low)
-    from ofactl.checkpoint import load_model, read_checkpoint
+    from ofactl.checkpoint import load_student, read_checkpoint
 
     ckpt = read_checkpoint(tmp_path / "m")
     assert ckpt.training["step"] == 50 and ckpt.training["finished"]
     assert ckpt.training["precision"] == "fp32"  # auto keeps the tiny preset in fp32 on a CPU (ofactl.precision)
-    model = load_model(tmp_path / "m")
+    model = load_student(tmp_path / "m")
     assert state_dict_digest(model.state_dict()) == result.weights_sha256
     from ofactl.workspace import resolve_model
 
@@ -206,7 +206,7 @@ def test_sigterm_then_resume_logs_the_same_losses(corpus, tmp_path):
 
 
 def test_kill9_never_leaves_an_unloadable_checkpoint(corpus, tmp_path):
-    from ofactl.checkpoint import load_model
+    from ofactl.checkpoint import load_student
 
     cfg = write_config(tmp_path / "k.yaml", corpus, tmp_path / "k", steps=16, save_every=1)
     rng = random.Random(0)
@@ -219,7 +219,7 @@ def test_kill9_never_leaves_an_unloadable_checkpoint(corpus, tmp_path):
         proc.kill()
         proc.wait()
         state = torch.load(tmp_path / "k" / "train_state.pt", map_location="cpu", weights_only=True)
-        model = load_model(tmp_path / "k")
+        model = load_student(tmp_path / "k")
         assert state["step"] >= 1 and model.checkpoint.training["step"] >= 1
         resume = True
     final = pretrain(load_pretrain_config(cfg), resume=True, progress=False)
