@@ -220,6 +220,9 @@ def run_adaptive(
     from ofactl.probe import default_features_dir, features_path, labelled
 
     task = check_learnable(task)
+    if layer == "weighted":
+        raise OfactlError("--learn-lambda needs one layer, not --layer weighted",
+                          hint="choose a layer (--layer last, or a number)")
     m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu", precision=precision)
     if rate_penalty < 0:
         raise OfactlError(f"--rate-penalty must be >= 0, found {rate_penalty:g}")

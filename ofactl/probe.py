@@ -134,6 +134,7 @@ class Prepared:
     layer: str
     upstream: Standardize | None = None   # train-set feature standardisation
     pooling: str = "cif"
+    n_layers: int = 0                     # layer "weighted": the layers summed (inputs are frames x layers*dim)
     infeasible: dict[str, tuple[int, int]] = field(default_factory=dict)   # role -> (infeasible, total)
 
     @property
@@ -149,6 +150,13 @@ class Prepared:
             return ""
         period = f"{self.measured_period_ms:.1f}ms" if self.measured_period_ms else f"lambda {self.lam:.4g}"
         return f"utterances with fewer frames than labels at {period} ({'; '.join(parts)})"
+
+
+def extraction_layer(layer: str | int) -> str | int:
+    """The layer to extract for a probe layer: every layer (``"all"``) for SUPERB's weighted sum."""
+    from ofactl.tasks.weighted import WEIGHTED
+
+    return "all" if layer == WEIGHTED else layer
 
 
 def resolve_period(model, period: FramePeriod | str | None, lam: float | None) -> tuple[FramePeriod | None, float]:
@@ -212,23 +220,26 @@ def prepare(
         labels[role], _ = labelled(task, data, split)
         if not labels[role]:
             raise task.no_labels(data, split)
+    stored_layer = extraction_layer(layer)
     for role, split in roles.items():
-        out = features_path(features_dir, m.model_sha256, task.name, split, tag, layer, data, m.precision)
+        out = features_path(features_dir, m.model_sha256, task.name, split, tag, stored_layer, data, m.precision)
         if progress:
             progress(f"features {split}")
         out.parent.mkdir(parents=True, exist_ok=True)
         # a cache: a complete file with these settings is reused, anything else there is replaced
         if pooling == "uniform":
-            extract_features(data, out, model=m, period=p, layer=layer, layout=task.layout_of(data), split=split,
-                             num_workers=0, pooling="uniform", cache=True)
+            extract_features(data, out, model=m, period=p, layer=stored_layer, layout=task.layout_of(data),
+                             split=split, num_workers=0, pooling="uniform", cache=True)
         else:
-            extract_features(data, out, model=m, lam=lam_value, layer=layer, layout=task.layout_of(data), split=split,
-                             num_workers=0, cache=True)
+            extract_features(data, out, model=m, lam=lam_value, layer=stored_layer, layout=task.layout_of(data),
+                             split=split, num_workers=0, cache=True)
         paths[role] = out
     train_labels = list(labels["train"].values())
     vocab = task.vocabulary(train_labels)
     examples: dict[str, list[Example]] = {}
-    in_dim = int(read_attrs(paths["train"]).get("feature_dim") or 0)
+    attrs = read_attrs(paths["train"])
+    in_dim = int(attrs.get("feature_dim") or 0)
+    n_layers = len(attrs.get("layers") or []) if stored_layer == "all" else 0
     frames_20ms = frames_out = 0
     pool_ms = p.ms if pooling == "avg" else None
     for role, path in paths.items():  # references and lengths only: features are read while training
@@ -239,7 +250,7 @@ def prepare(
             m_frames = pooled_length(n, pool_ms) if pool_ms else n
             if role == "test":
                 frames_20ms, frames_out = frames_20ms + n, frames_out + m_frames
-            items.append(Example(utt_id, Stored(str(path), utt_id, pool_ms), m_frames,
+            items.append(Example(utt_id, Stored(str(path), utt_id, pool_ms, layers=n_layers > 0), m_frames,
                                  task.encode(labels[role][utt_id], vocab)))
         if not items:
             raise OfactlError(f"{path}: no features for the labelled utterances of split {roles[role]!r}")
@@ -249,7 +260,7 @@ def prepare(
     if pooling == "avg" and measured is not None:
         measured = float(measured) * frames_20ms / max(frames_out, 1)  # same audio, fewer frames
     prepared = Prepared(task, m, vocab, in_dim, examples, lam_value, p.ms if p is not None else None,
-                        float(measured) if measured is not None else None, str(layer), upstream, pooling)
+                        float(measured) if measured is not None else None, str(layer), upstream, pooling, n_layers)
     if task.ctc:
         prepared.infeasible = {role: (sum(task.infeasible(e) for e in ex), len(ex)) for role, ex in examples.items()}
     return prepared
@@ -266,6 +277,7 @@ class ProbeResult:
     epochs: int
     best_epoch: int
     test_outcomes: Any = None  # ofactl.outcomes.Outcomes of the test split (per utterance)
+    layer_weights: list[float] | None = None  # layer "weighted": the dev-best softmax weights
 
 
 def train_and_test(prep: Prepared, *, lr: float, seed: int = 0, max_epochs: int = 40, patience: int = 6,
@@ -275,12 +287,27 @@ def train_and_test(prep: Prepared, *, lr: float, seed: int = 0, max_epochs: int 
     The head trains on the model's device (a GPU when the features were extracted on one)."""
     task = prep.task
     train = [e for e in prep.examples["train"] if not task.infeasible(e)]
+    import torch
+
     device = getattr(prep.model, "device", "cpu")  # the head trains where the model runs (as --learn-lambda's)
+    upstream, extra = prep.upstream, {}
+    if prep.n_layers:  # SUPERB's weighted sum: one weight per layer, learned with the head
+        from ofactl.tasks.weighted import WeightedLayers
+
+        upstream = WeightedLayers(prep.upstream, prep.n_layers, prep.in_dim)
+        extra = dict(extra_optimizer=torch.optim.Adam(upstream.parameters(), lr=lr),
+                     extra_state=lambda: upstream.weights.detach().clone())
     result = fit(task, train, prep.examples["dev"], prep.vocab, prep.in_dim, lr=lr, seed=seed,
                  max_epochs=max_epochs, patience=patience, batch_size=batch_size, on_epoch=on_epoch,
-                 upstream=prep.upstream, device=device)
-    outcomes, _ = score_examples(task, result.head, prep.examples["test"], prep.vocab, prep.upstream, device=device)
-    return ProbeResult(lr, seed, result.dev, outcomes.metrics(), result.epochs, result.best_epoch, outcomes)
+                 upstream=upstream, device=device, **extra)
+    weights = None
+    if prep.n_layers:
+        with torch.no_grad():
+            upstream.weights.copy_(result.extra_state)  # the dev-best weights, with the dev-best head
+        weights = upstream.layer_weights()
+    outcomes, _ = score_examples(task, result.head, prep.examples["test"], prep.vocab, upstream, device=device)
+    return ProbeResult(lr, seed, result.dev, outcomes.metrics(), result.epochs, result.best_epoch, outcomes,
+                       weights)
 
 
 def score_untrained(prep: Prepared, *, seed: int = 0) -> ProbeResult:
@@ -320,7 +347,10 @@ def rows_for(prep: Prepared, outcome: ProbeResult | None, *, seed: int, lr: floa
 
     task = prep.task
     status = status or ("ok" if outcome is not None else "failed")
-    notes = [n for n in (note, prep.infeasible_note()) if n]
+    from ofactl.tasks.weighted import weights_note
+
+    weights = weights_note(outcome.layer_weights) if outcome is not None and outcome.layer_weights else ""
+    notes = [n for n in (note, weights, prep.infeasible_note()) if n]
     if macs_per_second is None and prep.measured_period_ms:
         from ofactl.macs import inference_macs_per_second
 

@@ -60,7 +60,7 @@ class Stored:
     """One utterance's features in a complete features file, read on :meth:`load`.
 
     ``pool_ms``: average-pool the stored 20 ms features to this period when
-    read.  ``pre_cif``: a pre-CIF file (:mod:`ofactl.adaptive`): ``load``
+    read.  ``layers``: the file holds every layer (:mod:`ofactl.tasks.weighted`).  ``pre_cif``: a pre-CIF file (:mod:`ofactl.adaptive`): ``load``
     returns its CNN features and alpha weights as a
     :class:`~ofactl.adaptive.Cached`.
     """
@@ -70,9 +70,12 @@ class Stored:
     pool_ms: float | None = None
     pre_cif: bool = False
     duration_s: float = 0.0
+    layers: bool = False  # a layer="all" file: (layers, frames, dim) is read as (frames, layers x dim)
 
     def load(self) -> Any:
         array = torch.from_numpy(_handle(self.path)[self.id]["features"][()])
+        if self.layers:
+            array = array.permute(1, 0, 2).reshape(array.shape[1], -1)
         if self.pre_cif:
             from ofactl.adaptive import Cached
 

@@ -491,7 +491,7 @@ def _extract_points(plan: SweepPlan, say) -> None:
     part of the model once; :func:`ofactl.extract.extract_lambdas`).  A point that cannot be resolved (outside
     the calibrated range) or a pass that fails is left to the point's own jobs, which record it."""
     from ofactl.extract import Uniform, extract_lambdas
-    from ofactl.probe import features_path, period_tag, uniform_tag
+    from ofactl.probe import extraction_layer, features_path, period_tag, uniform_tag
 
     m, task = plan.model, plan.task
     wanted: dict[str, float | Uniform] = {}
@@ -510,12 +510,13 @@ def _extract_points(plan: SweepPlan, say) -> None:
     if not wanted:
         return
     for split in task.splits:
-        outputs = {features_path(plan.features_dir, m.model_sha256, task.name, split, tag, plan.layer, plan.data,
+        layer = extraction_layer(plan.layer)  # every layer for SUPERB's weighted sum
+        outputs = {features_path(plan.features_dir, m.model_sha256, task.name, split, tag, layer, plan.data,
                                  m.precision):
                    value for tag, value in wanted.items()}
         say(f"{task.name} features {split} at {len(outputs)} period(s)")
         try:
-            extract_lambdas(plan.data, outputs, model=m, layer=plan.layer, layout=task.layout_of(plan.data), split=split,
+            extract_lambdas(plan.data, outputs, model=m, layer=layer, layout=task.layout_of(plan.data), split=split,
                             num_workers=0, overwrite=True)  # a cache: whatever else is at the path is replaced
         except KeyboardInterrupt:
             raise

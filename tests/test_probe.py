@@ -206,3 +206,44 @@ def test_pr_without_phone_transcripts_names_them(synth_corpus, calibrated_model,
     assert err.value.message == (f"{libri}: split 'train-clean-100' has no phone transcripts (no "
                                  "<speaker>-<chapter>.phones.txt beside the .trans.txt files)")
     assert "check the dataset path" not in err.value.hint and "'<utt-id> <phone> <phone> ...'" in err.value.hint
+
+
+# ----------------------------------------------------------------------------- SUPERB's weighted sum of layers
+
+
+def test_weighted_layers_sums_with_softmax_weights_and_learns_them():
+    from ofactl.tasks.weighted import WeightedLayers
+
+    def identity(inputs):
+        return torch.stack(inputs), torch.tensor([t.shape[0] for t in inputs])
+
+    layers = torch.randn(3, 5, 4)  # (layers, frames, dim) as stored
+    flat = layers.permute(1, 0, 2).reshape(5, 12)  # as Stored(layers=True) reads it
+    up = WeightedLayers(identity, n_layers=3, dim=4)
+    x, lengths = up([flat])
+    assert torch.allclose(x[0], layers.mean(0), atol=1e-6) and lengths.tolist() == [5]  # equal weights at start
+    with torch.no_grad():
+        up.weights.copy_(torch.tensor([0.0, 0.0, 50.0]))
+    assert torch.allclose(up([flat])[0][0], layers[2], atol=1e-5)
+    up.weights.grad = None
+    up([flat])[0].sum().backward()
+    assert up.weights.grad is not None and up.weights.grad.abs().sum() > 0
+
+
+def test_probe_with_the_weighted_sum_of_layers(synth_corpus, calibrated_model, tmp_path):
+    from ofactl.features import read_attrs
+    from ofactl.probe import run_probe
+
+    rows = run_probe("sid", synth_corpus / DATA["sid"], calibrated_model, period="40ms", lr=1e-2, layer="weighted",
+                     features_dir=tmp_path, max_epochs=3)
+    test = [r for r in rows if r.split == "test"][0]
+    assert test.status == "ok" and test.layer == "weighted" and 0 <= test.value <= 1
+    weights = [float(w) for w in test.note.split("layer weights ")[1].split(";")[0].split("/")]
+    assert len(weights) == 3 and abs(sum(weights) - 1) < 0.02 and weights != [0.33, 0.33, 0.33]  # learned
+    files = sorted(tmp_path.rglob("*.h5"))
+    assert len(files) == 3 and all("-layerall" in f.name for f in files)
+    assert read_attrs(files[0])["layer"] == "all"
+    with pytest.raises(Exception, match="needs one layer, not --layer weighted"):
+        from ofactl.adaptive import run_adaptive
+
+        run_adaptive("sid", synth_corpus / DATA["sid"], calibrated_model, layer="weighted", features_dir=tmp_path)

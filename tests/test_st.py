@@ -337,12 +337,15 @@ def test_sweep_over_two_periods_writes_bleu_rows(synth_corpus, calibrated_model,
 
     monkeypatch.setitem(tasks.TASKS, "st", SpeechTranslation(Seq2SeqConfig(**SMALL), beam=2))
     results = tmp_path / "results.csv"
+    # SUPERB's weighted sum of the layers (the sweep extracts every layer once per period)
     summary = run_sweep("st", synth_corpus / "CoVoST2", calibrated_model, results=results,
-                        periods=["20ms", "400ms"], lrs=[1e-3], max_epochs=1, features_dir=tmp_path / "f")
+                        periods=["20ms", "400ms"], lrs=[1e-3], max_epochs=1, features_dir=tmp_path / "f",
+                        layer="weighted")
     table = read_results(results)
     rows = table[table["task"] == "st"]
     assert sorted(rows["target_period_ms"].unique()) == [20.0, 400.0], summary
-    assert set(rows["metric"]) == {"bleu"} and set(rows["status"]) == {"ok"}
+    assert set(rows["metric"]) == {"bleu"} and set(rows["status"]) == {"ok"} and set(rows["layer"]) == {"weighted"}
+    assert rows[rows["split"] == "test"]["note"].str.contains("layer weights").all()
     test = rows[rows["split"] == "test"]
     assert len(test) == 2 and (test["value"] >= 0).all() and (test["n_utterances"] > 0).all()
 

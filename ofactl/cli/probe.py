@@ -24,7 +24,8 @@ DataOption = Annotated[Optional[Path], typer.Option(
 ResultsOption = Annotated[Optional[Path], typer.Option(
     "--results", "-r", metavar="FILE", show_default=False,
     help="Results table to append to (default: the workspace's, else ./results.csv).")]
-LayerOption = Annotated[str, typer.Option("--layer", help="last, or a layer number (0 = transformer input).")]
+LayerOption = Annotated[str, typer.Option("--layer", help="last, weighted (SUPERB's learned weighted sum of every "
+                                                         "layer), or a layer number (0 = transformer input).")]
 FeaturesOption = Annotated[Optional[Path], typer.Option(
     "--features-dir", metavar="DIR", show_default=False,
     help="Where extracted features are cached (default: features/ next to the results file).")]
@@ -68,12 +69,12 @@ def _check_task(task: str) -> None:
 
 
 def _layer(layer: str) -> str | int:
-    if layer == "last":
+    if layer in ("last", "weighted"):
         return layer
     try:
         return int(layer)
     except ValueError:
-        raise OfactlError(f"--layer must be `last` or a layer number, found {layer!r}") from None
+        raise OfactlError(f"--layer must be `last`, `weighted` or a layer number, found {layer!r}") from None
 
 
 def _ci_text(low, high) -> str:

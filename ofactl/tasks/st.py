@@ -10,6 +10,8 @@ The SUPERB protocol as s3prl's ST recipe runs it (``downstream/speech_translatio
   punctuation except apostrophes and hyphens.  A pair with an empty side,
   or whose word counts differ by more than a factor of five, is left out
   (``prepare_clean_paired_corpus.py --min 1 --ratio 5``), on every split;
+* features: the last layer, a chosen one (``--layer N``) or SUPERB's learned
+  weighted sum of every layer (``--layer weighted``, :mod:`ofactl.tasks.weighted`);
 * targets: a SentencePiece model (character pieces, as SUPERB's) trained on
   the train split's translations (:mod:`ofactl.tasks.subwords`);
 * probe: the encoder-decoder of :mod:`ofactl.tasks.seq2seq` (fairseq's
