@@ -10,27 +10,17 @@ import typer
 from rich.console import Console
 
 from ofactl.cli.app import app
-from ofactl.cli.options import JsonOption, QuietOption
+from ofactl.cli.options import IdFromOption, JsonOption, LayoutOption, QuietOption
 from ofactl.progress import ProgressLine
 
 data_app = typer.Typer(help="Corpora: inspect a dataset, synthesise the demo corpus.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-LayoutOption = Annotated[
-    Optional[str],
-    typer.Option("--layout", "-l", metavar="LAYOUT", show_default=False,
-                 help="generic, librispeech, speech_commands, voxceleb1, fluent, iemocap, quesst14, snips, "
-                      "covost2, lhotse (default: detect)."),
-]
-
-
 @data_app.command("inspect")
 def inspect_command(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Dataset folder (or a manifest .tsv/.csv).")],
     layout: LayoutOption = None,
-    id_from: Annotated[Optional[str], typer.Option(
-        "--id-from", metavar="KIND", show_default=False,
-        help="stem (default) or relpath: utterance ids of a folder of audio files.")] = None,
+    id_from: IdFromOption = None,
     deep: Annotated[bool, typer.Option("--deep", help="Decode every file to find silence and NaN samples.")] = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,

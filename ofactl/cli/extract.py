@@ -11,14 +11,14 @@ from rich.markup import escape
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.data import LayoutOption
-from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, PrecisionOption, QuietOption
+from ofactl.cli.options import (
+    DeviceOption, IdFromOption, LambdaOption, LayoutOption, ModelOption, PeriodOption, PrecisionOption, QuietOption,
+    SplitOption,
+)
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
 from ofactl.progress import ProgressLine
 
-SplitOption = Annotated[Optional[str], typer.Option("--split", "-s", metavar="SPLIT", show_default=False,
-                                                    help="Use only this split of the corpus.")]
 
 
 def report_skipped(problems: list, limit: int = 20) -> None:
@@ -39,9 +39,7 @@ def calibrate(
     model: ModelOption = None,
     split: SplitOption = None,
     layout: LayoutOption = None,
-    id_from: Annotated[Optional[str], typer.Option(
-        "--id-from", metavar="KIND", show_default=False,
-        help="stem (default) or relpath: utterance ids of a folder of audio files.")] = None,
+    id_from: IdFromOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FIG", show_default=False,
@@ -87,8 +85,7 @@ def extract(
     wavs: Annotated[Path, typer.Argument(help="Folder of audio, a manifest, or a corpus.", show_default=False)],
     out: Annotated[Path, typer.Argument(help="HDF5 file to write (OUT.h5).", show_default=False)],
     period: PeriodOption = None,
-    lam: Annotated[Optional[float], typer.Option("--lambda", metavar="L", show_default=False,
-                                                 help="Use this lambda in [0, 2) instead of a period.")] = None,
+    lam: LambdaOption = None,
     exact: Annotated[bool, typer.Option("--exact", help="round(duration / period) frames per utterance.")] = False,
     model: ModelOption = None,
     layer: Annotated[str, typer.Option("--layer", help="last, all, or a layer number (0 = transformer input).")] = "last",
@@ -99,7 +96,7 @@ def extract(
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero if any file was skipped.")] = False,
     layout: LayoutOption = None,
     split: SplitOption = None,
-    id_from: Annotated[Optional[str], typer.Option("--id-from", help="stem (default) or relpath, for folders.")] = None,
+    id_from: IdFromOption = None,
     batch_s: Annotated[float, typer.Option("--batch-seconds", min=1.0, help="Padded audio seconds per batch.")] = 160.0,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Audio-reading worker processes.")] = 2,
     part_mb: Annotated[float, typer.Option("--part-mb", min=0.0, help="MB of features per crash-safe part file.")] = 64.0,

@@ -10,36 +10,12 @@ from rich.console import Console
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.options import DeviceOption, ModelOption, PeriodOption, PrecisionOption, QuietOption
+from ofactl.cli.options import (
+    DataOption, DeviceOption, EpochsOption, FeaturesOption, LambdaOption, LayerOption, ModelOption, PatienceOption,
+    PeriodOption, PoolingOption, PrecisionOption, QuietOption, ResultsOption, SeedOption, SeedsOption, TaskOption,
+)
 from ofactl.errors import OfactlError
-from ofactl.task_names import TASK_NAMES, check_task_name
-
-TASK_LIST = ", ".join(TASK_NAMES)
-
-TaskOption = Annotated[str, typer.Option("--task", "-t", metavar="TASK", show_default=False,
-                                         help=f"Downstream task: {TASK_LIST}.")]
-DataOption = Annotated[Optional[Path], typer.Option(
-    "--data", "-d", metavar="DIR", show_default=False,
-    help="The task's dataset (default: `\\[data] <task>` in ofactl.toml).")]
-ResultsOption = Annotated[Optional[Path], typer.Option(
-    "--results", "-r", metavar="FILE", show_default=False,
-    help="Results table to append to (default: the workspace's, else ./results.csv).")]
-LayerOption = Annotated[str, typer.Option("--layer", help="last, weighted (SUPERB's learned weighted sum of every "
-                                                         "layer), or a layer number (0 = transformer input).")]
-FeaturesOption = Annotated[Optional[Path], typer.Option(
-    "--features-dir", metavar="DIR", show_default=False,
-    help="Where extracted features are cached (default: features/ next to the results file).")]
-EpochsOption = Annotated[int, typer.Option("--max-epochs", min=1, help="Upper bound on training epochs.")]
-PoolingOption = Annotated[str, typer.Option(
-    "--pooling", metavar="KIND",
-    help="cif (the model at the period's lambda); baselines: avg (its 20 ms output features average-pooled to the "
-         "period) or uniform (the CNN frames pooled to fixed lengths inside the model: same compute as cif).")]
-PatienceOption = Annotated[int, typer.Option("--patience", min=1, help="Stop after this many epochs without a better dev score.")]
-SeedOption = Annotated[int, typer.Option("--seed", help="First seed of head initialisation and batch order.")]
-SeedsOption = Annotated[int, typer.Option(
-    "--seeds", min=1, metavar="N",
-    help="Probe-training seeds per point (--seed, --seed + 1, ...); plots show their mean and pooled interval.")]
-
+from ofactl.task_names import check_task_name
 
 def resolve_data(task: str, data: Path | None) -> Path:
     """``--data``, else the workspace's ``[data] <task>``, else one error line saying how to set it."""
@@ -129,8 +105,7 @@ def _print_pooled(rows, console) -> None:
 def probe(
     task: TaskOption,
     period: PeriodOption = None,
-    lam: Annotated[Optional[float], typer.Option("--lambda", metavar="L", show_default=False,
-                                                 help="Use this lambda in [0, 2) instead of a period.")] = None,
+    lam: LambdaOption = None,
     learn_lambda: Annotated[bool, typer.Option("--learn-lambda", help="Learn lambda jointly with the probe.")] = False,
     lambda_init: Annotated[Optional[str], typer.Option(
         "--lambda-init", metavar="X[,X...]", show_default=False,

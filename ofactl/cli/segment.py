@@ -9,7 +9,7 @@ import typer
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.data import LayoutOption
+from ofactl.cli.options import LayoutOption
 from ofactl.cli.options import DeviceOption, PrecisionOption, QuietOption
 from ofactl.errors import OfactlError
 from ofactl.progress import ProgressLine

@@ -11,7 +11,7 @@ import typer
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
-from ofactl.cli.data import LayoutOption
+from ofactl.cli.options import LayoutOption
 from ofactl.cli.options import JsonOption, PrecisionOption, QuietOption
 from ofactl.progress import ProgressLine
 
