@@ -22,8 +22,7 @@ import torch
 
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod, OperatingPoint
-
-Progress = Callable[[int, int], None]
+from ofactl.progress import Progress
 
 
 def _corpus(data: str | Path, layout: str | None, split: str | None, id_from: str | None):
@@ -59,7 +58,7 @@ def iter_audio(utts, *, chunk_s: float, max_batch_s: float, num_workers: int, pr
     :class:`~ofactl.data.batching.Batch` es (length-bucketed, read in
     ``num_workers`` processes); longer ones as :class:`Long` (one at a time, for
     the chunked path); every file that cannot be read as a :class:`Failed`.
-    ``progress(done, total)`` is called after each item.
+    ``progress(done, total, "")`` is called after each item.
     """
     from ofactl.data.audio import AudioError, load_audio
     from ofactl.data.batching import AudioItem, make_loader
@@ -77,7 +76,7 @@ def iter_audio(utts, *, chunk_s: float, max_batch_s: float, num_workers: int, pr
                 yield batch
             done += len(batch.ids) + len(batch.errors)
             if progress:
-                progress(done, total)
+                progress(done, total, "")
     for u in utts:
         if u.duration_s <= chunk_s:
             continue
@@ -89,7 +88,7 @@ def iter_audio(utts, *, chunk_s: float, max_batch_s: float, num_workers: int, pr
             yield Long(u.id, wave)
         done += 1
         if progress:
-            progress(done, total)
+            progress(done, total, "")
 
 
 def silent_ids(item) -> list[str]:
@@ -381,7 +380,7 @@ def extract_features(
     todo = [u for u in utts if u.id not in run.writer.done_ids]
     done, total = len(utts) - len(todo), len(utts)
     if progress:
-        progress(done, total)
+        progress(done, total, "")
 
     with run.writer:
         silent = _write_runs(m, [run], todo, layer, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,

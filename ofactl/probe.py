@@ -44,18 +44,17 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
+from ofactl.progress import Progress
 from ofactl.results import ResultRow
 from ofactl.stream import Stored, average_pool, close_handles, pooled_length, stored_lengths
 from ofactl.tasks import Task, get_task
 from ofactl.tasks.base import Example
 from ofactl.tasks.loop import Standardize, fit, score_examples
 
-Progress = Callable[[str], None]
 
 #: more than this fraction of a split's utterances infeasible (CTC) makes the whole run ``infeasible``
 INFEASIBLE_FRACTION = 0.5
@@ -224,7 +223,7 @@ def prepare(
     for role, split in roles.items():
         out = features_path(features_dir, m.model_sha256, task.name, split, tag, stored_layer, data, m.precision)
         if progress:
-            progress(f"features {split}")
+            progress(list(roles).index(role), len(roles), f"features {split}")
         out.parent.mkdir(parents=True, exist_ok=True)
         # a cache: a complete file with these settings is reused, anything else there is replaced
         if pooling == "uniform":
@@ -412,11 +411,13 @@ def run_probe(
         raise OfactlError(f"--seeds must be at least 1, found {n_seeds}")
     if model is None or isinstance(model, (str, Path)):
         model = load_model(resolve_model(model), device=device or "cpu", precision=precision)
+    stages = 3 + (n_seeds if task.trainable else 1)  # the three splits' features, then each training (or scoring)
     prep = prepare(task, data, model, period=period, lam=lam, layer=layer, features_dir=features_dir,
-                   progress=progress, pooling=pooling)
+                   progress=(lambda done, _total, desc: progress(done, stages, desc)) if progress else None,
+                   pooling=pooling)
     if not task.trainable:
         if progress:
-            progress("scoring")
+            progress(3, stages, "scoring")
         try:
             return rows_for(prep, score_untrained(prep, seed=seed), seed=seed)
         finally:
@@ -427,9 +428,9 @@ def run_probe(
         return [r for s in seeds for r in rows_for(prep, None, seed=s, lr=lr, status="infeasible")]
     rows = []
     try:
-        for s in seeds:
+        for k, s in enumerate(seeds):
             if progress:
-                progress("training" if n_seeds == 1 else f"training seed {s}")
+                progress(3 + k, stages, "training" if n_seeds == 1 else f"training seed {s}")
             outcome = train_and_test(prep, lr=lr, seed=s, max_epochs=max_epochs, patience=patience)
             rows += rows_for(prep, outcome, seed=s)
     finally:

@@ -68,7 +68,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,7 @@ from ofactl.errors import OfactlError
 from ofactl.layers import SAMPLE_RATE
 from ofactl.macs import COMPONENT_LABELS, COMPONENTS, INFERENCE_COMPONENTS, count_macs
 from ofactl.period import FramePeriod
+from ofactl.progress import Progress
 
 __all__ = [
     "COMPONENTS",
@@ -304,7 +305,7 @@ def profile_model(
     batch_sizes: Sequence[int] = BATCH_SIZES,
     min_time_s: float = 1.0,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     precision: str = "auto",
 ) -> Profile:
     """MACs per second of audio by component, and throughput, at each frame period.
@@ -323,7 +324,7 @@ def profile_model(
             (after one warm-up forward; at least one timed forward).
         seed: seed of the random audio (and of a preset's weights).
         precision: of the throughput forwards: ``fp32``, ``bf16`` or ``auto`` (see :mod:`ofactl.precision`).
-        progress: called as ``progress(done, total)`` after each step.
+        progress: called as ``progress(done, total, "")`` after each step.
 
     Returns:
         A :class:`Profile`.
@@ -392,7 +393,7 @@ def profile_model(
     front, backs, lams, t_frames = count_macs(student, audio[:1], order)
     by_frames = {n: (back, lam) for n, back, lam in zip(order, backs, lams)}
     if progress:
-        progress(1, total_steps)
+        progress(1, total_steps, "")
 
     def make_row(ms: float) -> ProfileRow:
         n = frames[ms]
@@ -413,7 +414,7 @@ def profile_model(
                 row.throughput[batch] = _throughput(student, audio[:batch], lam, min_time_s, precision=precision)
                 done += 1
                 if progress:
-                    progress(done, total_steps)
+                    progress(done, total_steps, "")
     if dev.type == "cpu":
         notes.append("throughput on CPU; use --device cuda for GPU numbers")
     return Profile(name, sha, str(dev), _device_name(dev), duration_s, "calibration" if calibration else "exact",

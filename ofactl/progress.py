@@ -17,9 +17,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO
+from typing import IO, Callable
 
-__all__ = ["ProgressLine", "INTERVAL_ENV_VAR", "format_duration"]
+__all__ = ["Progress", "ProgressLine", "INTERVAL_ENV_VAR", "format_duration"]
+
+#: The library's one progress callback: ``progress(done, total, desc)`` (``desc`` may be empty).
+#: :meth:`ProgressLine.update` is one.
+Progress = Callable[[int, int, str], None]
 
 #: Seconds between two plain progress lines (not on a terminal).
 INTERVAL_ENV_VAR = "OFACTL_PROGRESS_INTERVAL"
@@ -66,7 +70,13 @@ class ProgressLine:
         self._t0 = self._clock()
         if self.enabled and self.terminal:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(TextColumn(f"[bold]{self.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"),

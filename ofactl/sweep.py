@@ -40,17 +40,15 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
+from ofactl.progress import Progress
 from ofactl.results import ResultRow, read_results
 from ofactl.tasks import Task, get_task
-
-#: called as ``progress(done, total, description)``
-Progress = Callable[[int, int, str], None]
 
 
 def default_periods(calibration, n: int = 6) -> list[FramePeriod]:

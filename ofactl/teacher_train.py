@@ -37,7 +37,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -45,12 +44,12 @@ from torch import Tensor, nn
 from ofactl.atomic import atomic_write, atomic_write_text
 from ofactl.errors import OfactlError
 from ofactl.layers import run_encoder, valid_mask
+from ofactl.progress import Progress
 from ofactl.teacher import Teacher, TeacherConfig
 
 __all__ = ["TeacherTrainResult", "default_config", "phone_error_rate", "train_teacher"]
 
 WEIGHTS_FILE = "teacher.pth"
-Progress = Callable[[int, int, dict], None]
 
 
 @dataclass
@@ -179,7 +178,7 @@ def train_teacher(
         steps: optimiser steps (one batch each).
         speaker_weight: weight of the speaker cross-entropy (0 turns it off).
         speaker_layer: transformer layer whose mean feeds the speaker head.
-        progress: called as ``progress(step, steps, losses)`` after every step.
+        progress: called as ``progress(step, steps, "ctc ... speaker ...")`` (the step's losses) after every step.
         precision: ``fp32``, ``bf16`` or ``auto`` (see :mod:`ofactl.precision`); training runs on the CPU.
     """
     from ofactl.train import lr_factor
@@ -241,7 +240,7 @@ def train_teacher(
             row = {"step": step, "ctc": float(ctc.detach()), "speaker": float(spk.detach()), "lr": sched.get_last_lr()[0]}
             log.append(row)
             if progress is not None:
-                progress(step, steps, row)
+                progress(step, steps, f"ctc {row['ctc']:.3f} speaker {row['speaker']:.3f}")
         epoch += 1
     model.eval()
 

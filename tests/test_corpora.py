@@ -466,7 +466,7 @@ def test_probe_reports_each_bad_file_and_keeps_the_rest(messy_folder):
     corpus = read_corpus(root)
     assert len(corpus) == N_FILES and corpus.problems == []
     calls: list[tuple[int, int]] = []
-    probed = probe(corpus, workers=4, progress=lambda done, total: calls.append((done, total)))
+    probed = probe(corpus, workers=4, progress=lambda done, total, _desc: calls.append((done, total)))
     assert {Path(p.path).name: p.reason for p in probed.problems} == expected
     assert all(os.path.isabs(p.path) and p.detail and p.id == Path(p.path).stem for p in probed.problems)
     assert len(probed) == N_FILES - len(expected)

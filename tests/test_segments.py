@@ -447,7 +447,7 @@ def test_compute_segments_with_the_tiny_teacher(corpus, tmp_path):
     items, frames = corpus
     calls = []
     table = compute_segments(items, "tiny-random", layer=6, n_clusters=8, smoothing=2.0, num_workers=0,
-                             progress=lambda done, total: calls.append((done, total)))
+                             progress=lambda done, total, _desc: calls.append((done, total)))
     assert list(table) == [it.id for it in items]
     for utt, n in frames.items():
         ends = table[utt]

@@ -54,7 +54,7 @@ def built(tmp_path_factory) -> tuple[SynthReport, list[tuple[int, int]]]:
     out = tmp_path_factory.mktemp("synth") / "corpus"
     calls: list[tuple[int, int]] = []
     report = synthesize_corpus(
-        out, speakers=N_SPEAKERS, utterances=N_UTTERANCES, seed=0, progress=lambda d, t: calls.append((d, t))
+        out, speakers=N_SPEAKERS, utterances=N_UTTERANCES, seed=0, progress=lambda d, t, _desc: calls.append((d, t))
     )
     return report, calls
 
@@ -419,7 +419,7 @@ def test_second_call_is_a_no_op(report):
     before = {p: p.stat().st_mtime_ns for p in audio_files(report.out_dir)}
     calls = []
     again = synthesize_corpus(
-        report.out_dir, speakers=N_SPEAKERS, utterances=N_UTTERANCES, seed=0, progress=lambda d, t: calls.append(d)
+        report.out_dir, speakers=N_SPEAKERS, utterances=N_UTTERANCES, seed=0, progress=lambda d, t, _desc: calls.append(d)
     )
     assert again.reused and calls == []
     assert again.counts == report.counts and again.n_files == report.n_files

@@ -177,7 +177,8 @@ def probe(
 
             rows = run_probe(task, data_path, m, period=period, lam=lam, lr=lr, seed=seed, n_seeds=seeds, layer=which,
                              features_dir=features_dir or default_features_dir(results_path), max_epochs=max_epochs,
-                             patience=patience, progress=status.stage, pooling=pooling)
+                             patience=patience, progress=lambda _done, _total, desc: status.stage(desc),
+                             pooling=pooling)
     append_rows(results_path, rows)
     _print_rows(rows, results_path)
 

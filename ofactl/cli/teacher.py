@@ -44,7 +44,7 @@ def train_command(
     kwargs = dict(split=split, dev_split=dev_split or None, layout=layout, steps=steps, lr=lr,
                   speaker_weight=speaker_weight, seed=seed, precision=precision)
     with ProgressLine("training the teacher", enabled=not quiet) as bar:
-        result = train_teacher(data, out, progress=lambda step, steps, _losses: bar.update(step, steps), **kwargs)
+        result = train_teacher(data, out, progress=bar.update, **kwargs)
     per = "n/a" if math.isnan(result.dev_per) else f"{result.dev_per:.3f}"
     typer.echo(f"{result.path}: {result.steps} steps in {result.seconds:.0f} s on {result.train_utterances} "
                f"utterances of {result.train_speakers} speakers; phone CTC loss "

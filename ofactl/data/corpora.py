@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +32,7 @@ from ofactl.data.layouts.base import (
     PROBLEM_REASONS, SPLIT_ALL, Corpus, Layout, Problem, Utterance,
 )
 from ofactl.errors import OfactlError
+from ofactl.progress import Progress
 
 __all__ = [
     "LAYOUTS", "PROBLEM_REASONS", "SPLIT_ALL", "Corpus", "Layout", "Problem", "Utterance",
@@ -111,7 +112,7 @@ def read_corpus(
 def probe(
     corpus: Corpus,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Corpus:
     """Read every file's header: fill ``duration_s``; move bad files into ``problems``.
 
@@ -124,7 +125,7 @@ def probe(
     Args:
         corpus: as returned by :func:`read_corpus`; not modified.
         workers: header-reading threads (default: 4 per CPU, at most 32).
-        progress: called as ``progress(files_done, files_total)`` after each batch.
+        progress: called as ``progress(files_done, files_total, "")`` after each batch.
 
     Returns:
         a new :class:`Corpus`.
@@ -136,13 +137,13 @@ def probe(
     infos: dict[str, AudioInfo | AudioError] = {}
     done = 0
     if progress:
-        progress(0, len(paths))
+        progress(0, len(paths), "")
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for results in pool.map(_read_headers, chunks):
             infos.update(results)
             done += len(results)
             if progress:
-                progress(done, len(paths))
+                progress(done, len(paths), "")
 
     users: dict[str, list[str]] = {}
     for u in corpus.utterances:

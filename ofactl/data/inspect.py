@@ -13,10 +13,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ofactl.data.audio import SAMPLE_RATE, AudioError, is_silent, load_audio, peak_amplitude
 from ofactl.data.corpora import Corpus, Problem, probe, read_corpus
+from ofactl.progress import Progress
 
 #: Labels whose values are categories (counted per value); others are sequences (text, phones).
 SEQUENCE_LABELS = ("text", "phones", "transcription", "matches", "words", "slot_text", "sentence", "translation")
@@ -89,7 +90,7 @@ def inspect_corpus(
     layout: str | None = None,
     deep: bool = False,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     **options: Any,
 ) -> InspectReport:
     """Inspect the corpus at ``path`` (layout detected unless given); never raises for a bad file."""

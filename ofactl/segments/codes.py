@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ofactl.errors import OfactlError
+from ofactl.progress import Progress
 from ofactl.segments.table import (DEFAULT_SMOOTHING, HOP_SAMPLES, MAX_SEGMENT_FRAMES,
                                    SAMPLE_RATE, SegmentTable, _check_id)
 
@@ -171,7 +172,7 @@ def compute_segments(
     max_batch_s: float = 160.0,
     num_workers: int = 2,
     device: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     precision: str = "auto",
 ) -> SegmentTable:
     """HuBERT-code segments for a corpus: teacher features -> k-means -> DP.
@@ -196,7 +197,7 @@ def compute_segments(
         seed: k-means and subsampling seed.
         max_batch_s, num_workers: the audio loader (:func:`ofactl.data.batching.make_loader`).
         device: where the teacher runs (default: where its weights are).
-        progress: called as ``progress(utterances_done, total)``; ``total``
+        progress: called as ``progress(utterances_done, total, "")``; ``total``
             counts the k-means pass and the segmentation pass.
 
     Returns:
@@ -258,7 +259,7 @@ def compute_segments(
     total = len(items) + (0 if reuse else len(chosen))
     done = 0
     if progress:
-        progress(0, total)
+        progress(0, total, "")
 
     def features_of(indices: Sequence[int]) -> Iterator[tuple[str, np.ndarray]]:
         nonlocal done
@@ -276,7 +277,7 @@ def compute_segments(
                     yield utt, h[b, : int(out.lengths[b])]
             done += len(batch.ids) + len(batch.errors)
             if progress:
-                progress(done, total)
+                progress(done, total, "")
 
     cached: dict[str, np.ndarray] = {}
     sample = []
@@ -303,5 +304,5 @@ def compute_segments(
     table.meta["mean_duration_ms"] = f"{table.mean_duration_ms():.2f}"
     table.problems = problems  # type: ignore[attr-defined]
     if progress and done < total:
-        progress(total, total)
+        progress(total, total, "")
     return table

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from ofactl.errors import OfactlError
+from ofactl.progress import Progress
 from ofactl.testing.synth.common import (
     _ESPEAK_VOICE,
     _SNR_DB,
     _STREAM_NOISE,
     PHONES,
     SAMPLE_RATE,
-    Progress,
     _Job,
     _Plan,
     _rng,
@@ -190,7 +190,7 @@ def _render_all(
     total = len(plan.jobs)
     results: list[tuple[int, list[str]] | None] = [None] * total
     if progress is not None:
-        progress(0, total)
+        progress(0, total, "")
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ofactl-synth")
     try:
         futures = {pool.submit(_render, job, exe, stage, seed): job.index for job in plan.jobs}
@@ -205,7 +205,7 @@ def _render_all(
                 results[futures[fut]] = fut.result()
                 done += 1
             if progress is not None:
-                progress(done, total)
+                progress(done, total, "")
     finally:  # on an error or Ctrl-C: drop the queued jobs, let the running ones end
         pool.shutdown(wait=True, cancel_futures=True)
     shutil.rmtree(stage / ".work")

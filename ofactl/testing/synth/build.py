@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ofactl.errors import OfactlError
+from ofactl.progress import Progress
 from ofactl.testing.synth.audio import _espeak_version, _find_espeak, _render_all
 from ofactl.testing.synth.common import (
     _MAX_SPEAKERS,
@@ -24,7 +25,6 @@ from ofactl.testing.synth.common import (
     FORMAT_VERSION,
     LAYOUT_ROOTS,
     SAMPLE_RATE,
-    Progress,
     _Sizes,
 )
 from ofactl.testing.synth.metadata import _write_metadata
@@ -161,7 +161,7 @@ def synthesize_corpus(
         utterances: number of LibriSpeech utterances (at least ``speakers``).
         seed: everything (texts, voices, noise, ids) is drawn from it; the same
             seed gives byte-identical files on the same espeak-ng.
-        progress: called as ``progress(done, total)`` from the calling thread
+        progress: called as ``progress(done, total, "")`` from the calling thread
             as audio files are written (first with ``done=0``).
         overwrite: replace a corpus built with other arguments, or layout
             folders not written by this function.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import math
 import string
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +114,6 @@ _STREAM_QUESST = 14  # its own text/voice/jitter generators, so the other layout
 _STREAM_SNIPS = 20  # likewise for Audio SNIPS
 _STREAM_COVOST = 21  # and for CoVoST 2
 
-Progress = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------- plan
