@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ofactl import load_model
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Result, at_most, info  # noqa: E402
@@ -189,12 +191,12 @@ def measure_sweep(log: Callable[[str], None] | None = None, epochs: int = 1000) 
         kw = dict(lambdas=[0.5, 1.0], lrs=[1e-3, 3e-3], max_epochs=epochs, patience=epochs,
                   features_dir=root / "features")
         data = root / "corpus" / "VoxCeleb1"
-        run_sweep("sid", data, model, results=root / "warm.csv", max_epochs=1, patience=1, lambdas=[0.5, 1.0],
+        run_sweep("sid", data, load_model(model), results=root / "warm.csv", max_epochs=1, patience=1, lambdas=[0.5, 1.0],
                   lrs=[1e-3], features_dir=root / "features")  # extracts (and caches) the features
         times = {}
         for jobs, launcher in ((1, Inline()), (2, LocalPool(2))):
             t0 = time.perf_counter()
-            summary = run_sweep("sid", data, model, results=root / f"jobs{jobs}.csv", launcher=launcher, **kw)
+            summary = run_sweep("sid", data, load_model(model), results=root / f"jobs{jobs}.csv", launcher=launcher, **kw)
             times[jobs] = time.perf_counter() - t0
             if summary.failed:
                 raise RuntimeError(f"sweep failed: {summary.failed}")

@@ -18,7 +18,8 @@ import torch
 
 import ofactl
 from ofactl.checkpoint import save_model
-from ofactl.extract import extract_features, measure_calibration
+from ofactl.calibrate import measure_calibration
+from ofactl.extract import extract_features
 from ofactl.features import read, read_attrs
 from ofactl.model import OFAStudent, StudentConfig
 
@@ -37,11 +38,11 @@ def main() -> None:
             envelope = 0.5 + 0.5 * np.sin(np.arange(n) / 16000 * 2 * np.pi * rng.uniform(2, 6))
             sf.write(wavs / f"utt{i:02d}.wav", (0.1 * envelope * rng.standard_normal(n)).astype(np.float32), 16000)
 
-        cal = measure_calibration(model_dir, wavs, num_workers=0)
+        cal = measure_calibration(ofactl.load_model(model_dir), wavs, num_workers=0).calibration
         print(f"calibrated range {cal.range_text()}; 90 ms needs lambda {cal.lam_for(90.0):.3f}")
 
         out = tmp / "feats-90ms.h5"
-        result = extract_features(wavs, out, model=model_dir, period="90ms", num_workers=0)
+        result = extract_features(wavs, out, model=ofactl.load_model(model_dir), period="90ms", num_workers=0)
         print(f"{result.n_utterances} utterances, measured period {result.measured_period_ms:.1f} ms")
         for utt_id, feats, times in read(out):
             print(f"  {utt_id}: features {tuple(feats.shape)} {feats.dtype}, first frame at {times[0]:.3f} s")

@@ -32,8 +32,6 @@ from ofactl.tasks import Task, get_task
 from ofactl.tasks.base import Example
 from ofactl.tasks.loop import Standardize, fit, score_examples
 
-SAMPLE_RATE = 16000
-
 
 @dataclass
 class Cached:
@@ -101,8 +99,9 @@ def _cache_split(model, data, task: Task, split: str, out: Path) -> Path:
     """The pre-CIF features of one split, cached at ``out``: a features file (crash-safe and resumable like any
     other) whose ``features`` are each utterance's CNN features with its alpha weights as the last column,
     float32 so that the CIF fires exactly as on fresh features.  Reused when complete."""
-    from ofactl.data.audio import AudioError, load_audio
     from ofactl.data.corpora import probe, read_corpus
+    from ofactl.data.pipeline import iter_batches
+    from ofactl.data.problems import Problem
     from ofactl.features import FeatureWriter, is_complete, read_attrs, run_fingerprint
 
     attrs = {"content": "pre-cif", "layer": 0, "lambda": 0.0, "model_sha256": model.model_sha256,
@@ -113,22 +112,19 @@ def _cache_split(model, data, task: Task, split: str, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     # a cache: anything else at the path (other settings, an unreadable file) is replaced
     with FeatureWriter(out, attrs, dtype="float32", overwrite=out.exists()) as writer, torch.inference_mode():
-        for u in sorted(corpus.utterances, key=lambda u: u.id):
-            if u.id in writer.done_ids:
+        todo = [u for u in sorted(corpus.utterances, key=lambda u: u.id) if u.id not in writer.done_ids]
+        # one utterance per forward: the cached weights are those of the utterance alone, bit for bit
+        for item in iter_batches(todo, max_batch_size=1, num_workers=0):
+            if isinstance(item, Problem):
+                writer.skip(item)
                 continue
-            try:
-                wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
-            except AudioError as err:
-                writer.skip(u.id, u.path, str(err))
-                continue
-            audio = wave[None].to(model.device)
+            audio = item.audio.to(model.device)
             with model.autocast():
-                feats, frame_lengths, alpha = model.student.front(audio, torch.tensor([wave.shape[0]],
-                                                                                     device=model.device))
+                feats, frame_lengths, alpha = model.student.front(audio, item.lengths.to(model.device))
             n = int(frame_lengths[0])
             both = torch.cat([feats[0, :n].float(), alpha[0, :n].float()[:, None]], dim=1).cpu()
-            times = (torch.arange(n, dtype=torch.float64) + 0.5) * 0.02
-            writer.write([(u.id, both, times, wave.shape[0] / SAMPLE_RATE, 0.0)])
+            times = (torch.arange(n, dtype=torch.float64) + 0.5) * (model.hop_samples / model.sample_rate)
+            writer.write([(item.ids[0], both, times, int(item.lengths[0]) / model.sample_rate, 0.0)])
     return out
 
 
@@ -145,8 +141,7 @@ def _lam_max(model) -> float:
     if cal is not None:
         value = float(cal.lam_max)
     else:
-        trained = getattr(getattr(model.student, "checkpoint", None), "training", None) or {}
-        value = float(trained.get("lambda_max") or 2.0)
+        value = float(model.training.get("lambda_max") or 2.0)
     return min(value, 2.0 - 1e-3)
 
 
@@ -191,7 +186,7 @@ def check_learnable(task: Task | str) -> Task:
 def run_adaptive(
     task: Task | str,
     data: str | Path,
-    model=None,
+    model,
     *,
     lam_init: float | Sequence[float] | None = None,
     lambda_lr: float | None = None,
@@ -202,12 +197,11 @@ def run_adaptive(
     layer: str | int = "last",
     max_epochs: int = 40,
     patience: int = 6,
-    device: str | None = None,
     features_dir: str | Path | None = None,
     on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
-    precision: str = "auto",
 ) -> list[ResultRow]:
-    """Train probes with a learned lambda; returns the results rows (test metrics and the dev primary metric).
+    """Train probes with a learned lambda over ``model`` (a loaded :class:`~ofactl.inference.OFAModel`); returns
+    the results rows (test metrics and the dev primary metric).
 
     ``lam_init`` may be several initial lambdas (the paper's Fig. 3 starts from
     several rates): the 20 ms part of the model runs once, then one run per
@@ -216,14 +210,14 @@ def run_adaptive(
     ``features/`` in the current folder) as ``<model-sha12>/<task>/<data key>/<split>-precif.h5`` and streamed
     from there.
     """
-    from ofactl.inference import OFAModel, load_model
+    from ofactl.inference import require_model
     from ofactl.probe import default_features_dir, features_path, labelled
 
     task = check_learnable(task)
     if layer == "weighted":
         raise OfactlError("--learn-lambda needs one layer, not --layer weighted",
                           hint="choose a layer (--layer last, or a number)")
-    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu", precision=precision)
+    m = require_model(model, "run_adaptive")
     if rate_penalty < 0:
         raise OfactlError(f"--rate-penalty must be >= 0, found {rate_penalty:g}")
     if n_seeds < 1:

@@ -34,10 +34,18 @@ class DistEnv:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """``None``/``"auto"`` -> cuda if available, else cpu; otherwise ``torch.device(device)``."""
+    """``None``/``"auto"`` -> cuda if available, else cpu; otherwise ``torch.device(device)``.
+
+    Under torchrun with more than one process, a CUDA device without an index is this process's
+    (``cuda:$LOCAL_RANK``), so a model loaded before :func:`setup` lands where the rank runs.
+    """
     if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
 
 
 def setup(device: str | None = None) -> DistEnv:

@@ -1,4 +1,4 @@
-"""Dataset-level feature extraction to HDF5, and the calibration measurement.
+"""Dataset-level feature extraction to HDF5.
 
 :func:`extract_features` reads a corpus (any layout ofactl knows, or a folder
 of audio), runs the model at one lambda (from a target period via the
@@ -7,8 +7,8 @@ counts) and writes the HDF5 layout of :mod:`ofactl.features`: crash-safe
 parts, resumable, one shard per torchrun rank, merged at the end.  Bad files
 are recorded in the file attribute ``skipped`` and the rest goes on.
 
-:func:`measure_calibration` runs only the 20 ms part of the model (CNN and
-alpha module) over a corpus and builds the lambda <-> period table.
+:func:`extract_lambdas` writes several lambdas' files in one pass over the
+audio (the 20 ms part of the model runs once per batch).
 """
 
 from __future__ import annotations
@@ -16,16 +16,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from ofactl.data.pipeline import Long, iter_batches
+from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod, OperatingPoint
 from ofactl.progress import Progress
 
+if TYPE_CHECKING:
+    from ofactl.inference import OFAModel
 
-def _corpus(data: str | Path, layout: str | None, split: str | None, id_from: str | None):
+
+def read_probed(data: str | Path, layout: str | None, split: str | None, id_from: str | None):
+    """The corpus at ``data`` (one split, or all), its audio headers read (durations known)."""
     from ofactl.data.corpora import probe, read_corpus
 
     options: dict[str, Any] = {}
@@ -33,62 +39,6 @@ def _corpus(data: str | Path, layout: str | None, split: str | None, id_from: st
         options["id_from"] = id_from
     corpus = read_corpus(data, layout, split=split, **options)
     return probe(corpus)
-
-
-class Failed(NamedTuple):
-    """An utterance that could not be read: its id, path and the AudioError."""
-
-    id: str
-    path: str
-    error: Any
-
-
-class Long(NamedTuple):
-    """A long utterance, read whole, for the chunked path."""
-
-    id: str
-    wave: torch.Tensor
-
-
-def iter_audio(utts, *, chunk_s: float, max_batch_s: float, num_workers: int, progress: Progress | None = None,
-               done: int = 0, total: int | None = None):
-    """The audio of ``utts`` as work items, in one pass.
-
-    Utterances up to ``chunk_s`` seconds come as padded
-    :class:`~ofactl.data.batching.Batch` es (length-bucketed, read in
-    ``num_workers`` processes); longer ones as :class:`Long` (one at a time, for
-    the chunked path); every file that cannot be read as a :class:`Failed`.
-    ``progress(done, total, "")`` is called after each item.
-    """
-    from ofactl.data.audio import AudioError, load_audio
-    from ofactl.data.batching import AudioItem, make_loader
-
-    total = len(utts) + done if total is None else total
-    short = [u for u in utts if u.duration_s <= chunk_s]
-    path_of = {u.id: u.path for u in short}
-    if short:
-        items = [AudioItem(u.id, u.path, u.offset_s, u.duration_s) for u in short]
-        loader = make_loader(items, [u.duration_s for u in short], max_batch_s=max_batch_s, num_workers=num_workers)
-        for batch in loader:
-            for _, utt_id, err in batch.errors:
-                yield Failed(utt_id, path_of[utt_id], err)
-            if batch.audio.shape[0]:
-                yield batch
-            done += len(batch.ids) + len(batch.errors)
-            if progress:
-                progress(done, total, "")
-    for u in utts:
-        if u.duration_s <= chunk_s:
-            continue
-        try:
-            wave = load_audio(u.path, start_s=u.offset_s, duration_s=u.duration_s)
-        except AudioError as err:
-            yield Failed(u.id, u.path, err)
-        else:
-            yield Long(u.id, wave)
-        done += 1
-        if progress:
-            progress(done, total, "")
 
 
 def silent_ids(item) -> list[str]:
@@ -113,86 +63,6 @@ def silence_warning(ids: list[str], total: int) -> str | None:
             "lists them)")
 
 
-# ----------------------------------------------------------------------------- calibration
-
-
-def measure_calibration(
-    model=None,
-    data: str | Path = "",
-    *,
-    split: str | None = None,
-    layout: str | None = None,
-    lam_max: float | None = None,
-    device: str | None = None,
-    max_batch_s: float = 160.0,
-    num_workers: int = 2,
-    chunk_s: float = 60.0,
-    progress: Progress | None = None,
-    report: Callable[[Any], None] | None = None,
-    id_from: str | None = None,
-    warn: Callable[[str], None] | None = None,
-    precision: str = "auto",
-):
-    """Measure the dataset frame period over a lambda grid and save it in the model directory.
-
-    Unreadable files are left out and passed to ``report(problem)`` (path, reason, detail);
-    ``warn(line)`` hears about all-silent utterances (they are measured, as extraction would).
-
-    Args:
-        model: a model directory (None: resolved as for ``--model``) or a loaded ``OFAModel``.
-        data: the corpus; ``split`` picks one of its splits (default: all); ``id_from`` as for
-            :func:`extract_features` (``relpath`` for a folder whose file names repeat).
-        lam_max: the largest lambda to calibrate (default: the model's
-            training ``lambda_max``, else 2).
-
-    Returns:
-        the saved :class:`ofactl.calibrate.Calibration`.
-    """
-    from ofactl.calibrate import AlphaStats, alpha_stats, build_calibration
-    from ofactl.inference import OFAModel, load_model
-
-    m = model if isinstance(model, OFAModel) else load_model(model, device=device, precision=precision)
-    corpus = _corpus(data, layout, split, id_from)
-    if report is not None:
-        for problem in corpus.problems:
-            report(problem)
-    if not corpus.utterances:
-        raise OfactlError(f"{data}: no readable utterances to calibrate on", hint="run `ofactl data inspect` on it")
-    stats: list[AlphaStats] = []
-    durations: list[float] = []
-    silent: list[str] = []
-    with torch.inference_mode():
-        for item in iter_audio(corpus.utterances, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
-                               progress=progress):
-            if isinstance(item, Failed):
-                if report is not None:
-                    report(item.error)
-                continue
-            silent += silent_ids(item)
-            if isinstance(item, Long):
-                _, alpha = m.front_long(item.wave, chunk_s=min(chunk_s, 30.0))
-                stats.append(alpha_stats(alpha.float().cpu()))
-                durations.append(item.wave.shape[0] / 16000)
-            else:
-                _, frame_lengths, alpha = m.encode_front(item.audio, item.lengths)
-                stats.append(alpha_stats(alpha.float().cpu(), frame_lengths.cpu()))
-                durations += (item.lengths.double() / 16000).tolist()
-    line = silence_warning(silent, len(durations))
-    if line is not None and warn is not None:
-        warn(line)
-    if lam_max is None:
-        training = getattr(m.student, "checkpoint", None)
-        trained = getattr(training, "training", None) or {}
-        lam_max = trained.get("lambda_max") or 2.0
-        if trained.get("fixed_lambda") is not None:
-            lam_max = 2.0
-    cal = build_calibration(durations, AlphaStats.cat(stats), lam_max=max(float(lam_max), 1e-3),
-                            model_sha256=m.model_sha256, data=str(Path(data).resolve()), split=split)
-    cal.save(m.model_dir)
-    m.calibration = cal
-    return cal
-
-
 # ----------------------------------------------------------------------------- extraction
 
 
@@ -202,7 +72,7 @@ class ExtractResult:
 
     out: Path
     n_utterances: int
-    skipped: list[dict[str, str]]
+    skipped: list[Problem]  # the inputs left out (this run's and earlier runs' of the same file)
     lam: float | None
     exact: bool
     target_period_ms: float | None
@@ -272,12 +142,12 @@ def _write_runs(m, runs: list[_Run], todo, layer, *, chunk_s: float, max_batch_s
     from ofactl.features import Record
 
     silent: list[str] = []
-    for item in iter_audio(todo, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
-                           progress=progress, done=done, total=total):
-        if isinstance(item, Failed):
+    for item in iter_batches(todo, chunk_s=chunk_s, max_batch_s=max_batch_s, num_workers=num_workers,
+                             progress=progress, done=done, total=total):
+        if isinstance(item, Problem):
             for run in runs:
                 if item.id not in run.writer.done_ids:
-                    run.writer.skip(item.id, item.path, f"{item.error.reason}: {item.error.detail}")
+                    run.writer.skip(item)
             continue
         silent += silent_ids(item)
         if isinstance(item, Long):
@@ -297,7 +167,7 @@ def _write_runs(m, runs: list[_Run], todo, layer, *, chunk_s: float, max_batch_s
                 encoded = m.encode_back(front, item.lengths, run.lam, run.exact_ms, layer, run.uniform_ms)
                 run.writer.write([Record(item.ids[i], encoded[i].features, encoded[i].frame_times_s,
                                          encoded[i].duration_s, encoded[i].lam) for i in keep])
-                run.audio_s += float(item.lengths[keep].sum()) / 16000
+                run.audio_s += float(item.lengths[keep].sum()) / m.sample_rate
     return silent
 
 
@@ -305,13 +175,12 @@ def extract_features(
     data: str | Path,
     out: str | Path,
     *,
-    model=None,
+    model: "OFAModel",
     period: FramePeriod | str | None = None,
     lam: float | None = None,
     exact: bool = False,
     layer: str | int = "last",
     dtype: str = "float16",
-    device: str | None = None,
     overwrite: bool = False,
     cache: bool = False,
     layout: str | None = None,
@@ -323,9 +192,9 @@ def extract_features(
     part_mb: float = 64.0,
     progress: Progress | None = None,
     pooling: str = "cif",
-    precision: str = "auto",
 ) -> ExtractResult:
-    """Extract features of every utterance in ``data`` into ``out`` (HDF5).
+    """Extract features of every utterance in ``data`` into ``out`` (HDF5) with ``model`` (an
+    :class:`~ofactl.inference.OFAModel`: its device and precision are the run's).
 
     Exactly one of ``period`` and ``lam``; ``exact=True`` needs ``period``.
     ``pooling="uniform"`` (with ``period``) pools the 20 ms frames to fixed
@@ -340,9 +209,10 @@ def extract_features(
     """
     from ofactl import distributed as D
     from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, recover, run_fingerprint
-    from ofactl.inference import OFAModel, load_model, parse_layer
+    from ofactl.inference import parse_layer, require_model
 
     t0 = time.time()
+    m = require_model(model, "extract_features")
     point = OperatingPoint.of(period, lam, exact)  # every argument check of the operating point, in one place
     p, lam = point.period, point.lam
     if pooling not in ("cif", "uniform"):
@@ -350,8 +220,7 @@ def extract_features(
     uniform = pooling == "uniform"
     if uniform and (p is None or exact):
         raise OfactlError("uniform pooling needs --period (and not --exact)")
-    env = D.setup(device)
-    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device, precision=precision)
+    env = D.setup(str(m.device))
     if p is not None and not exact:
         lam = 1.0 if uniform else m.lam_for(p)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
@@ -368,7 +237,7 @@ def extract_features(
                              None if exact else float(lam), exact, p.ms if p is not None else None,
                              summary.get("measured_period_ms"), time.time() - t0, 0.0,
                              [f"{out} was already complete with these settings: nothing done"], m.precision)
-    corpus = _corpus(data, layout, split, id_from)  # (after the check above: a finished file needs no audio)
+    corpus = read_probed(data, layout, split, id_from)  # (after the check above: a finished file needs no audio)
     utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
     run = _Run(Path(out), None if exact else lam, p.ms if exact else None, attrs,
                uniform_ms=p.ms if uniform else None)
@@ -418,14 +287,14 @@ def _skip_problems(corpus, runs: list[_Run]) -> None:
             key = f"{key}~problem{n}"
         for run in runs:
             if key not in run.writer.done_ids:
-                run.writer.skip(key, problem.path, f"{problem.reason}: {problem.detail}")
+                run.writer.skip(problem, key=key)
 
 
 def extract_lambdas(
     data: str | Path,
     outputs: "dict[str | Path, float | Uniform]",
     *,
-    model=None,
+    model: "OFAModel",
     layer: str | int = "last",
     dtype: str = "float16",
     layout: str | None = None,
@@ -436,7 +305,6 @@ def extract_lambdas(
     part_mb: float = 64.0,
     progress: Progress | None = None,
     overwrite: bool = False,
-    precision: str = "auto",
 ) -> list[ExtractResult]:
     """Extract the features of ``data`` at several lambdas in one pass: ``{out path: lambda}``.
 
@@ -454,11 +322,11 @@ def extract_lambdas(
     """
     from ofactl import distributed as D
     from ofactl.features import FeatureWriter, is_complete, merge, read_attrs, recover, run_fingerprint
-    from ofactl.inference import OFAModel, load_model, parse_layer
+    from ofactl.inference import parse_layer, require_model
 
     t0 = time.time()
-    env = D.setup(None if isinstance(model, OFAModel) else "auto")
-    m = model if isinstance(model, OFAModel) else load_model(model, device=env.device, precision=precision)
+    m = require_model(model, "extract_lambdas")
+    env = D.setup(str(m.device))
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
     if env.is_main:
@@ -480,7 +348,7 @@ def extract_lambdas(
         runs.append(run)
     if not runs:
         return []
-    corpus = _corpus(data, layout, split, None)
+    corpus = read_probed(data, layout, split, None)
     utts = sorted(corpus.utterances, key=lambda u: u.id)[env.rank :: env.world_size]
     from contextlib import ExitStack
 
@@ -514,10 +382,7 @@ def extract_lambdas(
     return results
 
 
-def _skipped(out: str | Path) -> list[dict[str, str]]:
-    import json
-
+def _skipped(out: str | Path) -> list[Problem]:
     from ofactl.features import read_attrs
 
-    raw = read_attrs(out).get("skipped", "[]")
-    return json.loads(raw) if isinstance(raw, str) else list(raw)
+    return [Problem.from_record(r) for r in read_attrs(out).get("skipped", [])]

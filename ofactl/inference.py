@@ -16,9 +16,9 @@ centre of mass, ``0.0125 + 0.02 * centers``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ from ofactl.errors import OfactlError
 from ofactl.layers import SAMPLE_RATE, MaskedGroupNorm, conv_output_lengths, run_encoder
 from ofactl.model import OFAStudent
 from ofactl.period import FRAME_MS, FramePeriod, OperatingPoint
+
+if TYPE_CHECKING:
+    from ofactl.calibrate import Calibration
 
 #: Layers: "last", "all", or an index into hidden_states (0 = transformer input).
 LayerSpec = str | int
@@ -77,16 +80,45 @@ class Encoded(NamedTuple):
 
 @dataclass
 class OFAModel:
-    """A loaded OFA model directory."""
+    """A loaded OFA model directory: the one model type of the library (:func:`load_model` makes it).
+
+    Attributes:
+        student: the network (:class:`ofactl.model.OFAStudent`), in eval mode.
+        model_dir: where it was loaded from.
+        model_sha256: the digest of its weights file (what results and feature files record).
+        calibration: its lambda <-> period table, None until ``ofactl calibrate``.
+        device: where it runs.
+        precision: ``fp32`` or ``bf16`` (resolved, see :mod:`ofactl.precision`): the CNN and the transformer run
+            in it; the alpha module, the lambda modification and the CIF firing always run in float32/float64.
+        training: the training state saved with the weights (``step``, ``lambda_max``, ``fixed_lambda``,
+            ``teacher`` ...; empty for a model saved without one).
+    """
 
     student: OFAStudent
     model_dir: Path
     model_sha256: str
-    calibration: object | None  # ofactl.calibrate.Calibration
+    calibration: "Calibration | None"
     device: torch.device
-    #: "fp32" or "bf16" (resolved, see :mod:`ofactl.precision`): the CNN and the transformer run in it; the
-    #: alpha module, the lambda modification and the CIF firing always run in float32/float64
     precision: str = "fp32"
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sample_rate(self) -> int:
+        """Input samples per second (16 kHz)."""
+        return SAMPLE_RATE
+
+    @property
+    def hop_samples(self) -> int:
+        """Input samples per 20 ms CNN frame."""
+        return self.student.hop_samples
+
+    @property
+    def lam_max(self) -> float:
+        """The largest lambda worth calibrating: the training ``lambda_max``, or 2 (the whole range) for a
+        fixed-lambda model or one saved without a training state."""
+        if self.training.get("fixed_lambda") is not None:
+            return 2.0
+        return float(self.training.get("lambda_max") or 2.0)
 
     def autocast(self):
         """The autocast context of this model's precision on its device."""
@@ -346,6 +378,17 @@ class OFAModel:
         return self.encode_batch(wave[None], lengths, lam, exact_ms, layer)[0]
 
 
+def require_model(model, where: str) -> OFAModel:
+    """``model`` when it is a loaded :class:`OFAModel`; anything else (a path, None) is a programming error.
+
+    Library functions take loaded models only; the command line and :func:`load_model` are where a path (or the
+    workspace default) becomes a model.
+    """
+    if isinstance(model, OFAModel):
+        return model
+    raise TypeError(f"{where} takes a loaded model (ofactl.load_model(path)), found {type(model).__name__}")
+
+
 def load_model(path: str | Path | None = None, device: str | torch.device | None = "cpu",
                precision: str = "auto") -> OFAModel:
     """Load an OFA model directory (``path``; None resolves ``OFACTL_MODEL`` / ``ofactl.toml``).
@@ -368,7 +411,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
     if (model_dir / "calibration.json").exists():
         calibration = Calibration.load(model_dir)
         calibration.check(sha)
-    return OFAModel(student, model_dir, sha, calibration, dev, resolve_precision(precision, dev, student.config.embed_dim))
+    training = dict(student.checkpoint.training or {})  # load_student attaches the checkpoint's metadata
+    return OFAModel(student, model_dir, sha, calibration, dev, resolve_precision(precision, dev, student.config.embed_dim),
+                    training)
 
 
-__all__ = ["Encoded", "OFAModel", "frame_times_s", "load_model", "parse_layer"]
+__all__ = ["Encoded", "OFAModel", "frame_times_s", "load_model", "parse_layer", "require_model"]

@@ -176,23 +176,21 @@ def prepare(
     lam: float | None = None,
     layer: str | int = "last",
     features_dir: str | Path | None = None,
-    device: str | None = None,
     progress: Progress | None = None,
     pooling: str = "cif",
-    precision: str = "auto",
 ) -> Prepared:
-    """Extract (or reuse) the features of the task's train/dev/test splits and load them with their labels.
+    """Extract (or reuse) ``model``'s features of the task's train/dev/test splits and load them with their labels.
 
     ``pooling="avg"`` is the average-pooling baseline and ``pooling="uniform"`` fixed-length pooling inside
     the model (both need ``period``; see the module docstring).
     """
     from ofactl.extract import extract_features
     from ofactl.features import read_attrs
-    from ofactl.inference import OFAModel, load_model
+    from ofactl.inference import require_model
 
     task = get_task(task) if isinstance(task, str) else task
     task.check_requirements()
-    m = model if isinstance(model, OFAModel) else load_model(model, device=device or "cpu", precision=precision)
+    m = require_model(model, "prepare")
     if pooling not in POOLINGS:
         raise OfactlError(f"unknown pooling {pooling!r}", hint=f"one of: {', '.join(POOLINGS)}")
     if pooling in ("avg", "uniform"):
@@ -288,7 +286,7 @@ def train_and_test(prep: Prepared, *, lr: float, seed: int = 0, max_epochs: int 
     train = [e for e in prep.examples["train"] if not task.infeasible(e)]
     import torch
 
-    device = getattr(prep.model, "device", "cpu")  # the head trains where the model runs (as --learn-lambda's)
+    device = prep.model.device  # the head trains where the model runs (as --learn-lambda's)
     upstream, extra = prep.upstream, {}
     if prep.n_layers:  # SUPERB's weighted sum: one weight per layer, learned with the head
         from ofactl.tasks.weighted import WeightedLayers
@@ -381,7 +379,7 @@ def rows_for(prep: Prepared, outcome: ProbeResult | None, *, seed: int, lr: floa
 def run_probe(
     task: Task | str,
     data: str | Path,
-    model=None,
+    model,
     *,
     period: FramePeriod | str | None = None,
     lam: float | None = None,
@@ -392,25 +390,22 @@ def run_probe(
     features_dir: str | Path | None = None,
     max_epochs: int = 40,
     patience: int = 6,
-    device: str | None = None,
     progress: Progress | None = None,
     pooling: str = "cif",
-    precision: str = "auto",
 ) -> list[ResultRow]:
-    """One probe point: prepare, then train and test ``n_seeds`` heads (seeds ``seed``, ``seed + 1``, ...).
+    """One probe point of ``model`` (a loaded :class:`~ofactl.inference.OFAModel`): prepare, then train and test
+    ``n_seeds`` heads (seeds ``seed``, ``seed + 1``, ...).
 
     Returns the rows to append, per seed (``status=infeasible`` rows when CTC
     cannot fit).  A task without training (qbe) is scored once; ``lr``,
     ``max_epochs``, ``patience`` and ``n_seeds`` do not apply.
     """
-    from ofactl.inference import load_model
-    from ofactl.workspace import resolve_model
+    from ofactl.inference import require_model
 
     task = get_task(task) if isinstance(task, str) else task
     if n_seeds < 1:
         raise OfactlError(f"--seeds must be at least 1, found {n_seeds}")
-    if model is None or isinstance(model, (str, Path)):
-        model = load_model(resolve_model(model), device=device or "cpu", precision=precision)
+    model = require_model(model, "run_probe")
     stages = 3 + (n_seeds if task.trainable else 1)  # the three splits' features, then each training (or scoring)
     prep = prepare(task, data, model, period=period, lam=lam, layer=layer, features_dir=features_dir,
                    progress=(lambda done, _total, desc: progress(done, stages, desc)) if progress else None,

@@ -311,19 +311,19 @@ def profile_model(
     """MACs per second of audio by component, and throughput, at each frame period.
 
     Args:
-        model: a model directory (None: ``$OFACTL_MODEL`` / ``ofactl.toml``), or
-            a loaded :class:`~ofactl.inference.OFAModel`; not together with ``preset``.
+        model: a loaded :class:`~ofactl.inference.OFAModel` (it runs on its device, in its precision); not
+            together with ``preset``.
         preset: ``"tiny"`` or ``"distilhubert"``: profile a randomly initialised
-            student of that size instead (no checkpoint, no calibration needed).
+            student of that size instead (no checkpoint, no calibration needed), on ``device`` in ``precision``.
         periods: target frame periods (``"20ms,90ms"``, texts, or milliseconds).
         duration_s: seconds of random audio per utterance (attention is
             quadratic, so MACs per second grow with it).
-        device: torch device (``"auto"``: CUDA when available).
+        device: torch device of a preset (``"auto"``: CUDA when available).
         throughput: also time inference forwards at each of ``batch_sizes``.
         min_time_s: time each (period, batch size) for at least this long
             (after one warm-up forward; at least one timed forward).
         seed: seed of the random audio (and of a preset's weights).
-        precision: of the throughput forwards: ``fp32``, ``bf16`` or ``auto`` (see :mod:`ofactl.precision`).
+        precision: of a preset's throughput forwards: ``fp32``, ``bf16`` or ``auto`` (see :mod:`ofactl.precision`).
         progress: called as ``progress(done, total, "")`` after each step.
 
     Returns:
@@ -335,11 +335,13 @@ def profile_model(
     """
     from ofactl.exact_rate import exact_target_frames
     from ofactl.distributed import resolve_device
-    from ofactl.inference import OFAModel, load_model
+    from ofactl.inference import require_model
     from ofactl.model import OFAStudent, StudentConfig
 
     if model is not None and preset is not None:
         raise OfactlError("give a model or a preset, not both", hint="--preset profiles a random student of that size")
+    if preset is None:
+        model = require_model(model, "profile_model")
     asked = parse_periods(periods)
     if not duration_s > 0 or not math.isfinite(duration_s):
         raise OfactlError(f"--seconds must be a positive number, found {duration_s}")
@@ -352,10 +354,9 @@ def profile_model(
         student = OFAStudent(StudentConfig.preset(preset)).eval().to(dev)
         name, sha = f"{preset} (random init)", ""
     else:
-        loaded = model if isinstance(model, OFAModel) else load_model(model, device=dev)
-        student = loaded.student.eval().to(dev)
-        name, sha, calibration = loaded.model_dir.name, loaded.model_sha256, loaded.calibration
-        dev = next(student.parameters()).device
+        student = model.student.eval()
+        name, sha, calibration = model.model_dir.name, model.model_sha256, model.calibration
+        dev, precision = model.device, model.precision
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OfactlError(f"device {dev} is not available", hint="use --device cpu")
     from ofactl.precision import resolve_precision

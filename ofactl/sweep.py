@@ -278,19 +278,18 @@ def plan_sweep(
     features_dir: str | Path | None = None,
     max_epochs: int = 40,
     patience: int = 6,
-    device: str | None = None,
     pooling: str = "cif",
-    precision: str = "auto",
+    job_device: str | None = None,
 ) -> SweepPlan:
-    """The sweep's points x seeds x learning rates, less what the results table already has."""
-    from ofactl.inference import OFAModel, load_model
+    """The sweep's points x seeds x learning rates of ``model`` (a loaded :class:`~ofactl.inference.OFAModel`;
+    the jobs load it again from its directory, in its precision, on ``job_device``, default the model's device:
+    ``auto`` lets each cluster job take its node's GPU), less what the results table already has."""
+    from ofactl.inference import require_model
     from ofactl.probe import default_features_dir, model_label
-    from ofactl.workspace import resolve_model
 
     task = get_task(task) if isinstance(task, str) else task
     task.check_requirements()
-    m = model if isinstance(model, OFAModel) else load_model(resolve_model(model), device=device or "cpu",
-                                                             precision=precision)
+    m = require_model(model, "plan_sweep")
     if periods is not None and lambdas is not None:
         raise OfactlError("give --periods or --lambdas, not both")
     if lambdas is not None:
@@ -316,7 +315,7 @@ def plan_sweep(
     for p, lam in points:
         for s in seeds:
             jobs = [SweepJob(task.name, str(Path(data).absolute()), str(Path(m.model_dir).absolute()), m.model_sha256,
-                             str(device or m.device), str(results.absolute()), str(features_dir.absolute()),
+                             str(job_device or m.device), str(results.absolute()), str(features_dir.absolute()),
                              str(layer), pooling, p.ms if p is not None else None, lam, s, lr, max_epochs, patience,
                              m.precision)
                     for lr in grid]
@@ -337,7 +336,7 @@ def run_sweep(task: Task | str, data: str | Path, model, *, results: str | Path,
 
     ``options`` are :func:`plan_sweep`'s (``periods`` or ``lambdas``, ``lrs``,
     ``seeds``, ``layer``, ``features_dir``, ``max_epochs``, ``patience``,
-    ``device``, ``pooling``); ``lambdas`` asks for points by lambda instead of
+    ``pooling``, ``job_device``); ``lambdas`` asks for points by lambda instead of
     by period (e.g. a model pretrained at one fixed lambda, probed at that
     lambda).  ``launcher`` runs the jobs (:mod:`ofactl.launch`; default: one
     after another in this process).  The features of every point are

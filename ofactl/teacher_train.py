@@ -42,6 +42,8 @@ import torch
 from torch import Tensor, nn
 
 from ofactl.atomic import atomic_write, atomic_write_text
+from ofactl.data.pipeline import iter_batches
+from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
 from ofactl.layers import run_encoder, valid_mask
 from ofactl.progress import Progress
@@ -66,6 +68,7 @@ class TeacherTrainResult:
     train_speakers: int
     first_loss: dict[str, float] = field(default_factory=dict)   # mean over the first 20 steps
     last_loss: dict[str, float] = field(default_factory=dict)    # mean over the last 20 steps
+    problems: list[Problem] = field(default_factory=list)       # files that could not be read (left out)
 
 
 class _Trainable(nn.Module):
@@ -124,28 +127,6 @@ def _greedy(logits: Tensor, frames: Tensor) -> list[list[int]]:
         seq = torch.unique_consecutive(best[b, : int(frames[b])]).tolist()
         out.append([s for s in seq if s != 0])
     return out
-
-
-def _batches(utts: list, max_batch_s: float, seed: int, epoch: int, shuffle: bool) -> list[list[int]]:
-    from ofactl.data.batching import BucketBatchSampler
-
-    sampler = BucketBatchSampler([u.duration_s for u in utts], max_batch_s, shuffle=shuffle, seed=seed)
-    return sampler.epoch_batches(epoch)
-
-
-def _load(utts: list, indices: list[int], cache: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
-    from ofactl.data.audio import load_audio
-
-    waves = []
-    for i in indices:
-        if i not in cache:
-            cache[i] = load_audio(utts[i].path, start_s=utts[i].offset_s, duration_s=utts[i].duration_s)
-        waves.append(cache[i])
-    lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.long)
-    audio = torch.zeros(len(waves), int(lengths.max()))
-    for row, w in enumerate(waves):
-        audio[row, : w.shape[0]] = w
-    return audio, lengths
 
 
 def train_teacher(
@@ -211,18 +192,24 @@ def train_teacher(
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                               lr=lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: lr_factor(s, steps, warmup_ratio))
-    cache: dict[int, Tensor] = {}
+    problems: dict[str, Problem] = {}  # unreadable files, once each (the rest trains)
     log: list[dict] = []
     t0 = time.perf_counter()
     step, epoch = 0, 0
     model.train()
     while step < steps:
-        for indices in _batches(train_utts, max_batch_s, seed, epoch, shuffle=True):
+        batches = 0
+        for batch in iter_batches(train_utts, max_batch_s=max_batch_s, shuffle=True, seed=seed, epoch=epoch,
+                                  num_workers=0):
+            if isinstance(batch, Problem):
+                problems.setdefault(batch.id, batch)
+                continue
             if step >= steps:
                 break
-            audio, lengths = _load(train_utts, indices, cache)
+            batches += 1
+            indices = batch.indices
             with autocast("cpu", precision):
-                logits, frames, spk_logits = model(audio, lengths)
+                logits, frames, spk_logits = model(batch.audio, batch.lengths)
             logits, spk_logits = logits.float(), spk_logits.float()
             targets = [[phone_index[p] for p in train_utts[i].labels["phones"]] for i in indices]
             ctc = nn.functional.ctc_loss(
@@ -241,6 +228,9 @@ def train_teacher(
             log.append(row)
             if progress is not None:
                 progress(step, steps, f"ctc {row['ctc']:.3f} speaker {row['speaker']:.3f}")
+        if not batches:
+            raise OfactlError(f"{data}: none of the {len(train_utts)} training utterances could be read",
+                              hint="run `ofactl data inspect` on it")
         epoch += 1
     model.eval()
 
@@ -248,13 +238,15 @@ def train_teacher(
     if dev_utts:
         hyps, refs = [], []
         with torch.no_grad():
-            for indices in _batches(dev_utts, max_batch_s, seed, 0, shuffle=False):
-                audio, lengths = _load(dev_utts, indices, {})
+            for batch in iter_batches(dev_utts, max_batch_s=max_batch_s, num_workers=0):
+                if isinstance(batch, Problem):
+                    problems.setdefault(batch.id, batch)
+                    continue
                 with autocast("cpu", precision):
-                    logits, frames, _ = model(audio, lengths)
+                    logits, frames, _ = model(batch.audio, batch.lengths)
                 logits = logits.float()
                 hyps += [[phones[j - 1] for j in seq] for seq in _greedy(logits, frames)]
-                refs += [dev_utts[i].labels["phones"] for i in indices]
+                refs += [dev_utts[i].labels["phones"] for i in batch.indices]
         dev_per = phone_error_rate(hyps, refs)
     seconds = time.perf_counter() - t0
 
@@ -277,7 +269,8 @@ def train_teacher(
 
     return TeacherTrainResult(path=path, steps=steps, seconds=seconds, phones=phones, dev_per=dev_per,
                               dev_utterances=len(dev_utts), train_utterances=len(train_utts),
-                              train_speakers=len(speakers), first_loss=mean(log[:20]), last_loss=mean(log[-20:]))
+                              train_speakers=len(speakers), first_loss=mean(log[:20]), last_loss=mean(log[-20:]),
+                              problems=list(problems.values()))
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

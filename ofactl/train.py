@@ -31,8 +31,11 @@ from torch import nn
 
 from ofactl.atomic import atomic_write
 from ofactl.config import save_yaml, to_plain
+from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
+from ofactl.layers import SAMPLE_RATE
 from ofactl.pretrain_config import PretrainConfig
+from ofactl.progress import Progress
 
 TRAIN_STATE = "train_state.pt"
 TRAIN_LOG = "train_log.csv"
@@ -121,7 +124,7 @@ class PretrainResult:
     interrupted_by: str | None
     last_losses: dict[str, float]
     seconds: float
-    problems: int
+    problems: list[Problem]  # the inputs left out: the corpus's, and files that could not be read
     weights_sha256: str = ""
     #: ``resume=True`` found no checkpoint (a run killed before its first one) and started afresh
     started_fresh: bool = False
@@ -172,16 +175,18 @@ def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengt
 # ----------------------------------------------------------------------------- the loop
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> PretrainResult:
-    """Run (or resume) OFA pretraining as described by ``cfg``; returns where it ended."""
+def pretrain(cfg: PretrainConfig, resume: bool = False, progress: Progress | None = None) -> PretrainResult:
+    """Run (or resume) OFA pretraining as described by ``cfg``; returns where it ended.
+
+    ``progress(step, steps, summary)`` is called on the main rank when the run starts and after every step,
+    ``summary`` being the step's loss parts, lambda, measured frame period and audio seconds per second.
+    """
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from torch.utils.data import DataLoader
 
     from ofactl import distributed as D
     from ofactl.checkpoint import save_model
-    from ofactl.data.batching import AudioItem, BucketBatchSampler
     from ofactl.data.corpora import probe, read_corpus
-    from ofactl.data.crops import CropDataset, EpochBatchSampler, collate_crops
+    from ofactl.data.pipeline import iter_batches
     from ofactl.model import OFAStudent, StudentConfig
     from ofactl.teacher import init_student_from_teacher, load_teacher
 
@@ -217,21 +222,20 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     if not utts:
         raise OfactlError(f"{cfg.data.path}: no usable training utterances in splits {', '.join(splits)}",
                           hint="check the path, the layout and data.splits")
-    items = [AudioItem(u.id, u.path, u.offset_s, u.duration_s) for u in utts]
-    crop_samples = int(round(cfg.data.crop_s * 16000))
-    durations = [min(u.duration_s, cfg.data.crop_s) for u in utts]
-    sampler = BucketBatchSampler(durations, cfg.data.max_batch_s, shuffle=True, seed=cfg.seed, rank=env.rank,
-                                 world_size=env.world_size, max_batch_size=cfg.data.max_batch_size)
-    dataset = CropDataset(items, crop_samples, cfg.seed)
-    loader_kwargs: dict[str, Any] = {}
     num_workers = min(cfg.data.num_workers, os.cpu_count() or 1)  # more workers than cores only thrash
-    if num_workers > 0:
-        loader_kwargs = {"prefetch_factor": 2}
-    loader = DataLoader(dataset, batch_sampler=EpochBatchSampler(sampler), collate_fn=collate_crops,
-                        num_workers=num_workers, generator=torch.Generator().manual_seed(cfg.seed),
-                        pin_memory=env.device.type == "cuda", **loader_kwargs)
-    if len(sampler.epoch_batches(0)) == 0:
-        raise OfactlError("the training data gives no batches", hint="lower data.max_batch_s or add data")
+
+    def epoch_batches(epoch: int, start: int = 0):
+        """This rank's crops of ``epoch`` from its ``start``-th batch on (files that cannot be read are left out)."""
+        for item in iter_batches(utts, max_batch_s=cfg.data.max_batch_s, max_batch_size=cfg.data.max_batch_size,
+                                 crop_s=cfg.data.crop_s, shuffle=True, seed=cfg.seed, epoch=epoch, start=start,
+                                 rank=env.rank, world_size=env.world_size, num_workers=num_workers,
+                                 pin_memory=env.device.type == "cuda"):
+            if isinstance(item, Problem):
+                problems.setdefault(item.id, item)
+            else:
+                yield item
+
+    problems: dict[str, Problem] = {}  # read failures, once each
 
     segments = None
     if cfg.segments:
@@ -302,12 +306,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             save_model(out, student, training=training_state())
         D.barrier(env)
 
-    bar = _Progress(enabled=progress and env.is_main, total=cfg.steps, start=step)
+    say = progress if progress is not None and env.is_main else None
+    if say:
+        say(step, cfg.steps, "")
     last: dict[str, float] = {}
     interrupted: str | None = None
-    with _StopRequest() as stop, bar:
-        sampler.set_epoch(epoch, start=batch_in_epoch)
-        batches = iter(loader)
+    with _StopRequest() as stop:
+        batches = epoch_batches(epoch, start=batch_in_epoch)
         while step < cfg.steps:
             lam = step_lambda(cfg, step)
             t0 = time.time()
@@ -321,8 +326,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                 except StopIteration:
                     epoch += 1
                     batch_in_epoch = 0
-                    sampler.set_epoch(epoch)
-                    batches = iter(loader)
+                    batches = epoch_batches(epoch)
                     batch = next(batches)
                 batch_in_epoch += 1
                 audio = batch.audio.to(env.device, non_blocking=True)
@@ -341,7 +345,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                     (loss / cfg.accumulate).backward()
                 for key in sums:
                     sums[key] += float(parts[key].detach()) / cfg.accumulate
-                audio_s += float(batch.lengths.sum()) / 16000
+                audio_s += float(batch.lengths.sum()) / SAMPLE_RATE
                 out_frames += int(s_out.lengths.sum())
             grad_norm = float(torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip))
             optimizer.step()
@@ -360,7 +364,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             last = row
             if env.is_main:
                 _append_log(log_path, row)
-            bar.update(row)
+            if say:
+                say(step, cfg.steps, step_summary(row))
 
             stop_now = D.broadcast_flag(env, stop.signum is not None)
             if step % cfg.save_every == 0 or step >= cfg.steps or stop_now:
@@ -375,7 +380,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     digest = state_dict_digest(student.state_dict())
     D.cleanup(env)
     return PretrainResult(out, step, step >= cfg.steps, interrupted, last, time.time() - t_start,
-                          len(corpus.problems), digest, started_fresh, recorded, kept)
+                          corpus.problems + list(problems.values()), digest, started_fresh, recorded, kept)
 
 
 def _initial_student(source: str, seed: int) -> nn.Module:
@@ -461,27 +466,8 @@ def _fmt(value: Any) -> Any:
     return value
 
 
-class _Progress:
-    """Progress (:class:`ofactl.progress.ProgressLine`) with the loss parts, lambda, measured frame period and
-    audio seconds per second."""
-
-    def __init__(self, enabled: bool, total: int, start: int):
-        from ofactl.progress import ProgressLine
-
-        self.line = ProgressLine("pretrain", enabled=enabled)
-        self.total = total
-        self.start = start
-
-    def __enter__(self) -> _Progress:
-        self.line.__enter__()
-        self.line.update(self.start, self.total)
-        return self
-
-    def update(self, row: dict[str, Any]) -> None:
-        info = (f"loss {row['loss']:.3f} (l1 {row['l1']:.3f} cos {row['cos']:.3f} seg {row['guidance_seg']:.3f} "
-                f"frame {row['guidance_frame']:.3f}) λ {row['lambda']:.2f} {row['measured_period_ms']:.0f}ms "
-                f"{row['audio_s_per_s']:.0f} audio-s/s")
-        self.line.update(row["step"], self.total, info)
-
-    def __exit__(self, *exc) -> None:
-        self.line.__exit__(*exc)
+def step_summary(row: dict[str, Any]) -> str:
+    """One line for a training step: the loss parts, lambda, measured frame period and audio seconds per second."""
+    return (f"loss {row['loss']:.3f} (l1 {row['l1']:.3f} cos {row['cos']:.3f} seg {row['guidance_seg']:.3f} "
+            f"frame {row['guidance_frame']:.3f}) λ {row['lambda']:.2f} {row['measured_period_ms']:.0f}ms "
+            f"{row['audio_s_per_s']:.0f} audio-s/s")

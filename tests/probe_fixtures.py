@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ofactl import load_model
+
 # 6 speakers: 6 SID test utterances (chance 1/6), one KS test speaker (14 clips, 12 classes)
 SPEAKERS, UTTERANCES = 6, 240
 
@@ -29,7 +31,7 @@ def synth_corpus(tmp_path_factory) -> Path:
 def calibrated_model(synth_corpus, tmp_path_factory) -> Path:
     """A tiny random student, calibrated on the synthetic LibriSpeech train split."""
     from ofactl.checkpoint import save_model
-    from ofactl.extract import measure_calibration
+    from ofactl.calibrate import measure_calibration
     from ofactl.model import OFAStudent, StudentConfig
 
     directory = tmp_path_factory.getbasetemp() / "probe_model" / "tiny"
@@ -38,7 +40,7 @@ def calibrated_model(synth_corpus, tmp_path_factory) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     directory = save_model(directory, OFAStudent(StudentConfig.preset("tiny")))
-    measure_calibration(directory, synth_corpus / "LibriSpeech", split="train-clean-100", num_workers=0)
+    measure_calibration(load_model(directory), synth_corpus / "LibriSpeech", split="train-clean-100", num_workers=0)
     return directory
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ofactl import load_model
 from ofactl.cli import app
 from ofactl.results import read_results
 from probe_fixtures import DATA
@@ -54,7 +55,7 @@ def test_learn_lambda_on_a_ctc_task(synth_corpus, calibrated_model, tmp_path):  
     from ofactl.adaptive import run_adaptive
 
     seen = []
-    rows = run_adaptive("pr", synth_corpus / DATA["pr"], calibrated_model, lam_init=0.5, lambda_lr=0.05, max_epochs=3, patience=3,
+    rows = run_adaptive("pr", synth_corpus / DATA["pr"], load_model(calibrated_model), lam_init=0.5, lambda_lr=0.05, max_epochs=3, patience=3,
                         features_dir=tmp_path,
                         on_epoch=lambda epoch, lam, scores: seen.append(lam))
     assert len(seen) == 3 and len(set(seen)) == 3

@@ -22,7 +22,8 @@ from ofactl.calibrate import Calibration
 from ofactl.exact_rate import exact_target_frames
 from ofactl.checkpoint import save_model
 from ofactl.errors import OfactlError
-from ofactl.extract import extract_features, measure_calibration
+from ofactl.calibrate import measure_calibration
+from ofactl.extract import extract_features
 from ofactl.features import read, read_attrs
 from ofactl.inference import OFAModel, load_model
 from ofactl.model import OFAStudent, StudentConfig
@@ -58,10 +59,10 @@ def trained(corpus, tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root)  # pretrain records the workspace default in ./ofactl.toml
     try:
-        pretrain(load_pretrain_config(cfg), progress=False)
+        pretrain(load_pretrain_config(cfg))
     finally:
         os.chdir(cwd)
-    measure_calibration(root / "m", corpus, split="train-clean-100", num_workers=0)
+    measure_calibration(load_model(root / "m"), corpus, split="train-clean-100", num_workers=0)
     return root / "m"
 
 
@@ -86,7 +87,7 @@ def test_calibrated_90ms_lands_within_10_percent_on_held_out_utterances(trained,
     cal = Calibration.load(trained)
     assert cal.min_period_ms < 25 and cal.max_period_ms > 500
     wavs = held_out(corpus, tmp_path)
-    result = extract_features(wavs, tmp_path / "f90.h5", model=trained, period="90ms", num_workers=0)
+    result = extract_features(wavs, tmp_path / "f90.h5", model=load_model(trained), period="90ms", num_workers=0)
     assert result.n_utterances == len(list(wavs.iterdir()))
     assert abs(result.measured_period_ms - 90) / 90 < 0.10, result.measured_period_ms
     attrs = read_attrs(tmp_path / "f90.h5")
@@ -105,7 +106,7 @@ def test_exact_gives_the_promised_counts(trained, corpus, tmp_path):
     wavs = held_out(corpus, tmp_path)
     for period in (40.0, 160.0):
         out = tmp_path / f"exact{period:g}.h5"
-        extract_features(wavs, out, model=trained, period=f"{period:g}ms", exact=True, num_workers=0)
+        extract_features(wavs, out, model=load_model(trained), period=f"{period:g}ms", exact=True, num_workers=0)
         assert read_attrs(out)["exact"]
         with h5py.File(out) as f:
             for utt in f:
@@ -116,7 +117,7 @@ def test_exact_gives_the_promised_counts(trained, corpus, tmp_path):
 
 def test_frame_times_are_increasing_and_inside_the_audio(trained, corpus, tmp_path):
     out = tmp_path / "t.h5"
-    extract_features(held_out(corpus, tmp_path), out, model=trained, lam=1.0, num_workers=0)
+    extract_features(held_out(corpus, tmp_path), out, model=load_model(trained), lam=1.0, num_workers=0)
     with h5py.File(out) as f:
         for utt in f:
             times = f[utt]["frame_times_s"][:]
@@ -126,13 +127,13 @@ def test_frame_times_are_increasing_and_inside_the_audio(trained, corpus, tmp_pa
 
 def test_period_errors_name_the_range(trained, corpus, tmp_path):
     with pytest.raises(OfactlError, match="below 20ms"):
-        extract_features(corpus, tmp_path / "x.h5", model=trained, period="10ms")
+        extract_features(corpus, tmp_path / "x.h5", model=load_model(trained), period="10ms")
     with pytest.raises(OfactlError, match="calibrated range"):
-        extract_features(corpus, tmp_path / "x.h5", model=trained, period="30s")
+        extract_features(corpus, tmp_path / "x.h5", model=load_model(trained), period="30s")
     untrained = tmp_path / "raw"
     save_model(untrained, OFAStudent(StudentConfig.preset("tiny")))
     with pytest.raises(OfactlError, match="calibrate"):
-        extract_features(corpus, tmp_path / "x.h5", model=untrained, period="90ms")
+        extract_features(corpus, tmp_path / "x.h5", model=load_model(untrained), period="90ms")
 
 
 def test_many_lambdas_in_one_pass_equal_separate_runs(trained, corpus, tmp_path):
@@ -144,20 +145,20 @@ def test_many_lambdas_in_one_pass_equal_separate_runs(trained, corpus, tmp_path)
     (wavs / "broken.wav").write_bytes(b"RIFF....not audio")
     lams = {tmp_path / f"many{lam:g}.h5": lam for lam in (0.0, 0.7, 1.5)}
     done = tmp_path / "many0.7.h5"
-    extract_features(wavs, done, model=trained, lam=0.7, num_workers=0)
+    extract_features(wavs, done, model=load_model(trained), lam=0.7, num_workers=0)
     stamp = done.stat().st_mtime_ns
-    results = extract_lambdas(wavs, lams, model=trained, num_workers=0)
+    results = extract_lambdas(wavs, lams, model=load_model(trained), num_workers=0)
     assert sorted(r.lam for r in results) == [0.0, 1.5] and done.stat().st_mtime_ns == stamp
     for out, lam in lams.items():
         ref = tmp_path / f"ref{lam:g}.h5"
-        extract_features(wavs, ref, model=trained, lam=lam, num_workers=0)
+        extract_features(wavs, ref, model=load_model(trained), lam=lam, num_workers=0)
         want, got = contents(ref), contents(out)
         assert sorted(got) == sorted(want) and len(got) == len(list(wavs.iterdir())) - 1
         for utt in want:
             np.testing.assert_array_equal(got[utt][0], want[utt][0])
             np.testing.assert_array_equal(got[utt][1], want[utt][1])
         assert [s["id"] for s in read_attrs(out)["skipped"]] == ["broken"]
-        again = extract_features(wavs, out, model=trained, lam=lam, num_workers=0)
+        again = extract_features(wavs, out, model=load_model(trained), lam=lam, num_workers=0)
         assert again.warnings and "already complete" in again.warnings[0]
 
 
@@ -184,8 +185,8 @@ def test_uniform_pooling_inside_the_model(trained, corpus, tmp_path):
 
     wavs = held_out(corpus, tmp_path)
     single = tmp_path / "u_single.h5"
-    extract_features(wavs, single, model=trained, period="90ms", pooling="uniform", num_workers=0)
-    extract_lambdas(wavs, {tmp_path / "u_many.h5": Uniform(90.0), tmp_path / "c_many.h5": 1.0}, model=trained,
+    extract_features(wavs, single, model=load_model(trained), period="90ms", pooling="uniform", num_workers=0)
+    extract_lambdas(wavs, {tmp_path / "u_many.h5": Uniform(90.0), tmp_path / "c_many.h5": 1.0}, model=load_model(trained),
                     num_workers=0)
     want, got = contents(single), contents(tmp_path / "u_many.h5")
     assert sorted(got) == sorted(want)
@@ -195,7 +196,7 @@ def test_uniform_pooling_inside_the_model(trained, corpus, tmp_path):
     assert attrs["pooling"] == "uniform" and attrs["target_period_ms"] == 90.0
     assert 80 < attrs["measured_period_ms"] < 100
     with pytest.raises(OfactlError, match="needs --period"):
-        extract_features(wavs, tmp_path / "x.h5", model=trained, lam=1.0, pooling="uniform")
+        extract_features(wavs, tmp_path / "x.h5", model=load_model(trained), lam=1.0, pooling="uniform")
 
 
 # ----------------------------------------------------------------------------- long audio
@@ -230,7 +231,7 @@ def test_long_files_go_through_the_chunked_path(tmp_path):
     rng = np.random.default_rng(0)
     sf.write(wavs / "long.wav", (0.1 * rng.standard_normal(16000 * 25)).astype(np.float32), 16000)
     sf.write(wavs / "short.wav", (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32), 16000)
-    res = extract_features(wavs, tmp_path / "o.h5", model=model_dir, lam=0.0, chunk_s=10.0, num_workers=0)
+    res = extract_features(wavs, tmp_path / "o.h5", model=load_model(model_dir), lam=0.0, chunk_s=10.0, num_workers=0)
     got = contents(tmp_path / "o.h5")
     assert res.n_utterances == 2
     assert got["long"][0].shape[0] == (16000 * 25 - 400) // 320 + 1  # lam = 0 keeps every 20 ms frame
@@ -257,9 +258,9 @@ def test_bad_files_are_skipped_and_recorded(tmp_path):
     model_dir = tmp_path / "m"
     save_model(model_dir, OFAStudent(StudentConfig.preset("tiny")))
     wavs = make_messy(tmp_path)
-    res = extract_features(wavs, tmp_path / "o.h5", model=model_dir, lam=1.0, num_workers=1)
+    res = extract_features(wavs, tmp_path / "o.h5", model=load_model(model_dir), lam=1.0, num_workers=1)
     assert res.n_utterances == 7
-    skipped = {s["id"]: s["reason"] for s in res.skipped}
+    skipped = {s.id: f"{s.reason}: {s.detail}" for s in res.skipped}
     assert set(skipped) == {"empty", "notes", "garbage", "nan"}
     assert skipped["notes"].startswith("not_audio") and skipped["nan"].startswith("non_finite")
     attrs = read_attrs(tmp_path / "o.h5")
@@ -285,7 +286,7 @@ def test_kill9_then_rerun_gives_the_same_file(tmp_path):
         sf.write(wavs / f"u{i:03d}.wav", (0.1 * rng.standard_normal(16000 + 400 * i)).astype(np.float32), 16000)
     ref = tmp_path / "ref.h5"
     # the command line's default precision is auto (bf16 on a CPU with AVX512-BF16 or AMX): the same here
-    extract_features(wavs, ref, model=model_dir, lam=1.2, max_batch_s=4.0, num_workers=0, part_mb=0, precision="auto")
+    extract_features(wavs, ref, model=load_model(model_dir), lam=1.2, max_batch_s=4.0, num_workers=0, part_mb=0)
     want = contents(ref)
 
     out = tmp_path / "out.h5"
@@ -332,7 +333,7 @@ def test_torchrun_shards_equal_one_process(tmp_path):
         sf.write(wavs / f"u{i}.wav", (0.1 * rng.standard_normal(12000 + 1600 * i)).astype(np.float32), 16000)
     (wavs / "bad.wav").write_text("text")
     one = tmp_path / "one.h5"
-    extract_features(wavs, one, model=model_dir, lam=0.7, num_workers=0)
+    extract_features(wavs, one, model=load_model(model_dir), lam=0.7, num_workers=0)
     two = tmp_path / "two.h5"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -540,17 +541,17 @@ def test_all_silent_files_are_extracted_with_one_warning(tmp_path):
     model_dir, wavs = _tiny_corpus(tmp_path)
     sf.write(wavs / "hush.wav", np.zeros(9000, dtype=np.float32), 16000)
     sf.write(wavs / "faint.wav", np.full(9000, 5e-5, dtype=np.float32), 16000)  # below the 1e-4 threshold
-    res = extract_features(wavs, tmp_path / "o.h5", model=model_dir, lam=1.0, num_workers=0)
+    res = extract_features(wavs, tmp_path / "o.h5", model=load_model(model_dir), lam=1.0, num_workers=0)
     assert res.n_utterances == 8
     (line,) = [w for w in res.warnings if "silent" in w]
     assert line.startswith("2 of 8 utterance(s) are all silent (no sample above 0.0001): faint, hush;")
-    long = extract_features(wavs, tmp_path / "l.h5", model=model_dir, lam=1.0, num_workers=0, chunk_s=0.3)
+    long = extract_features(wavs, tmp_path / "l.h5", model=load_model(model_dir), lam=1.0, num_workers=0, chunk_s=0.3)
     assert any(w.startswith("2 of 8 utterance(s) are all silent") for w in long.warnings)  # every file is "long"
     loud = tmp_path / "loud"
     shutil.copytree(wavs, loud)
     (loud / "hush.wav").unlink()
     (loud / "faint.wav").unlink()
-    assert not any("silent" in w for w in extract_features(loud, tmp_path / "q.h5", model=model_dir, lam=1.0,
+    assert not any("silent" in w for w in extract_features(loud, tmp_path / "q.h5", model=load_model(model_dir), lam=1.0,
                                                           num_workers=0).warnings)
     result = CliRunner().invoke(app, ["calibrate", str(wavs), "--model", str(model_dir), "--quiet"])
     assert result.exit_code == 0, result.output

@@ -29,6 +29,7 @@ STREAM = textwrap.dedent(
     import os, sys, time, zlib
     import numpy as np
     from ofactl import features
+    from ofactl.data.problems import Problem
 
     ATTRS = {"layer": 2, "lambda": 1.25, "model_sha256": "ab" * 32, "target_period_ms": 90.0,
              "data": "/corpus", "split": "dev"}
@@ -48,7 +49,7 @@ STREAM = textwrap.dedent(
                 records = []
                 for u in todo[k:k + batch]:
                     if u.endswith("7"):
-                        w.skip(u, f"/corpus/{u}.flac", "unreadable: truncated file")
+                        w.skip(Problem(f"/corpus/{u}.flac", "unreadable", "truncated file", u))
                     else:
                         records.append(record(u, attrs.get("lambda", 0.3)))
                 w.write(records)

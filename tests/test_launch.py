@@ -8,6 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ofactl import load_model
 from ofactl.cli import app
 from ofactl.errors import OfactlError
 from ofactl.results import read_results
@@ -28,8 +29,8 @@ def test_local_processes_give_the_rows_of_one_process(synth_corpus, calibrated_m
     from ofactl.sweep import jobs_dir, run_sweep
 
     data = synth_corpus / DATA["sid"]
-    inline = run_sweep("sid", data, calibrated_model, results=tmp_path / "a.csv", features_dir=tmp_path / "f", **SWEEP)
-    pooled = run_sweep("sid", data, calibrated_model, results=tmp_path / "b.csv", features_dir=tmp_path / "f",
+    inline = run_sweep("sid", data, load_model(calibrated_model), results=tmp_path / "a.csv", features_dir=tmp_path / "f", **SWEEP)
+    pooled = run_sweep("sid", data, load_model(calibrated_model), results=tmp_path / "b.csv", features_dir=tmp_path / "f",
                        launcher=LocalPool(2, threads=torch.get_num_threads()), **SWEEP)
     assert set(inline.chosen) == set(pooled.chosen) == {("40ms", 0), ("80ms", 0)} and not pooled.failed
     a, b = _values(tmp_path / "a.csv"), _values(tmp_path / "b.csv")
@@ -50,7 +51,7 @@ def test_a_job_that_dies_is_one_failed_point_and_a_rerun_trains_only_it(synth_co
 
     data, results = synth_corpus / DATA["sid"], tmp_path / "r.csv"
     monkeypatch.setenv(ENV, "sweep-job:40ms:lr0.01")
-    first = run_sweep("sid", data, calibrated_model, results=results, launcher=LocalPool(2), **SWEEP)
+    first = run_sweep("sid", data, load_model(calibrated_model), results=results, launcher=LocalPool(2), **SWEEP)
     assert [(p, s) for p, s, _ in first.failed] == [("40ms", 0)] and "process died" in first.failed[0][2]
     assert set(first.chosen) == {("80ms", 0)}
     kept = list(jobs_dir(results).rglob("*.json"))
@@ -58,7 +59,7 @@ def test_a_job_that_dies_is_one_failed_point_and_a_rerun_trains_only_it(synth_co
     df = read_results(results)
     assert set(df[df["status"] == "failed"]["target_period_ms"]) == {40.0}
     monkeypatch.delenv(ENV)
-    again = run_sweep("sid", data, calibrated_model, results=results, **SWEEP)
+    again = run_sweep("sid", data, load_model(calibrated_model), results=results, **SWEEP)
     assert set(again.chosen) == {("40ms", 0)} and again.skipped == [("80ms", 0)] and not again.failed
     ok = read_results(results)
     assert set(ok[ok["status"] == "ok"]["target_period_ms"]) == {40.0, 80.0} and (ok["status"] == "ok").all()
@@ -70,7 +71,7 @@ def test_a_sweep_through_submitit_s_executor(synth_corpus, calibrated_model, tmp
     from ofactl.sweep import run_sweep
 
     results = tmp_path / "r.csv"
-    summary = run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, results=results,
+    summary = run_sweep("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), results=results,
                         launcher=Submitit(tmp_path / "logs", cluster="local", params={"timeout_min": 10}),
                         periods=["60ms"], lrs=[1e-3, 1e-2], max_epochs=2, patience=1)
     assert set(summary.chosen) == {("60ms", 0)} and not summary.failed

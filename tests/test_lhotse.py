@@ -15,6 +15,7 @@ import torch
 
 lhotse = pytest.importorskip("lhotse", reason="lhotse is not installed (make setup installs it)")
 
+from ofactl import load_model
 from ofactl.checkpoint import save_model  # noqa: E402
 from ofactl.data.audio import load_audio  # noqa: E402
 from ofactl.data.corpora import probe, read_corpus  # noqa: E402
@@ -127,12 +128,12 @@ def test_every_command_reads_a_cutset(cuts, tmp_path):
     inspect = subprocess.run([sys.executable, "-m", "ofactl", "data", "inspect", str(path)], capture_output=True,
                              text=True, env=env)
     assert inspect.returncode == 0 and "lhotse" in inspect.stdout and "too_long" in inspect.stdout
-    from ofactl.extract import measure_calibration
+    from ofactl.calibrate import measure_calibration
 
     model = tmp_path / "m"
     torch.manual_seed(0)
     save_model(model, OFAStudent(StudentConfig.preset("tiny")))
-    cal = measure_calibration(model, path, num_workers=0)
+    cal = measure_calibration(load_model(model), path, num_workers=0).calibration
     assert cal.n_utterances == 5
     seg = subprocess.run([sys.executable, "-m", "ofactl", "segment", str(path), "--teacher", "tiny-random", "--layer",
                           "2", "--clusters", "2", "--out", str(tmp_path / "s.tsv"), "--quiet"], capture_output=True,
@@ -145,7 +146,7 @@ def test_every_command_reads_a_cutset(cuts, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"out: {tmp_path / 'p'}\nstudent: tiny\nteacher: tiny-random\nsteps: 1\nsave_every: 1\n"
                    f"data: {{path: {path}, crop_s: 1.0, max_batch_s: 4.0, num_workers: 0}}\n")
-    assert pretrain(load_pretrain_config(cfg), progress=False).finished
+    assert pretrain(load_pretrain_config(cfg)).finished
 
 
 def test_a_probe_on_lhotse_manifests_equals_the_probe_on_the_corpus(synth_corpus, calibrated_model, tmp_path):
@@ -162,8 +163,8 @@ def test_a_probe_on_lhotse_manifests_equals_the_probe_on_the_corpus(synth_corpus
                          speaker=u.labels["speaker"]) for u in corpus if u.split == split]
         lhotse.CutSet.from_cuts(cut_list).to_file(folder / f"voxceleb1_cuts_{split}.jsonl.gz")
     kwargs = dict(period="40ms", features_dir=tmp_path / "features", max_epochs=2, seed=0)
-    theirs = run_probe("sid", vox, calibrated_model, **kwargs)
-    ours = run_probe("sid", folder, calibrated_model, **kwargs)
+    theirs = run_probe("sid", vox, load_model(calibrated_model), **kwargs)
+    ours = run_probe("sid", folder, load_model(calibrated_model), **kwargs)
     assert [(r.split, r.metric, r.status, r.n_utterances) for r in ours] == \
         [(r.split, r.metric, r.status, r.n_utterances) for r in theirs]
     for a, b in zip(ours, theirs):

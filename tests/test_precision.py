@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ofactl import load_model
 from ofactl import precision as P
 from ofactl.errors import OfactlError
 from ofactl.inference import OFAModel
@@ -139,8 +140,9 @@ def test_features_files_record_their_precision_and_keep_apart(cpu, tmp_path):
     wavs.mkdir()
     for i in range(3):
         sf.write(wavs / f"u{i}.wav", (0.1 * np.random.default_rng(i).standard_normal(12000)).astype(np.float32), 16000)
-    auto = extract_features(wavs, tmp_path / "a.h5", model=tmp_path / "m", lam=1.0, num_workers=0)
-    bf16 = extract_features(wavs, tmp_path / "b.h5", model=tmp_path / "m", lam=1.0, num_workers=0, precision="bf16")
+    auto = extract_features(wavs, tmp_path / "a.h5", model=load_model(tmp_path / "m"), lam=1.0, num_workers=0)
+    bf16 = extract_features(wavs, tmp_path / "b.h5", model=load_model(tmp_path / "m", precision="bf16"), lam=1.0,
+                            num_workers=0)
     assert (auto.precision, bf16.precision) == ("fp32", "bf16")  # auto: the tiny preset is too narrow for bf16
     assert read_attrs(tmp_path / "a.h5")["precision"] == "fp32" and read_attrs(tmp_path / "b.h5")["precision"] == "bf16"
     assert read_attrs(tmp_path / "a.h5")["run_fingerprint"] != read_attrs(tmp_path / "b.h5")["run_fingerprint"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ofactl import load_model
 from ofactl.cli import app
 from ofactl.results import read_results
 from ofactl.workspace import MODEL_ENV_VAR
@@ -23,8 +24,8 @@ from probe_fixtures import DATA, SPEAKERS
 def test_sid_and_ks_well_above_chance_at_20ms(synth_corpus, calibrated_model, tmp_path):
     from ofactl.probe import run_probe
 
-    sid = run_probe("sid", synth_corpus / DATA["sid"], calibrated_model, period="20ms", lr=1e-2, features_dir=tmp_path)
-    ks = run_probe("ks", synth_corpus / DATA["ks"], calibrated_model, period="20ms", lr=1e-2, features_dir=tmp_path)
+    sid = run_probe("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), period="20ms", lr=1e-2, features_dir=tmp_path)
+    ks = run_probe("ks", synth_corpus / DATA["ks"], load_model(calibrated_model), period="20ms", lr=1e-2, features_dir=tmp_path)
     sid_test = [r for r in sid if r.split == "test"][0]
     ks_test = [r for r in ks if r.split == "test"][0]
     # chance: SID 1/6 over 6 speakers; KS 1/12 (majority class 2/14)
@@ -40,13 +41,13 @@ def test_features_are_extracted_once_and_reused(synth_corpus, calibrated_model, 
     from ofactl.probe import features_path, run_probe
     from ofactl.checkpoint import model_sha256
 
-    run_probe("ic", synth_corpus / DATA["ic"], calibrated_model, lam=0.5, features_dir=tmp_path, max_epochs=2)
+    run_probe("ic", synth_corpus / DATA["ic"], load_model(calibrated_model), lam=0.5, features_dir=tmp_path, max_epochs=2)
     sha = model_sha256(calibrated_model)
     files = {s: features_path(tmp_path, sha, "ic", s, "lam0.5", data=synth_corpus / DATA["ic"])
              for s in ("train", "dev", "test")}
     assert all(f.is_file() for f in files.values())
     stamps = {s: f.stat().st_mtime_ns for s, f in files.items()}
-    rows = run_probe("ic", synth_corpus / DATA["ic"], calibrated_model, lam=0.5, features_dir=tmp_path, max_epochs=2)
+    rows = run_probe("ic", synth_corpus / DATA["ic"], load_model(calibrated_model), lam=0.5, features_dir=tmp_path, max_epochs=2)
     assert {s: f.stat().st_mtime_ns for s, f in files.items()} == stamps
     assert [(r.split, r.metric, r.status) for r in rows] == [("test", "accuracy", "ok"), ("dev", "accuracy", "ok")]
     assert len(list(tmp_path.rglob("*.h5"))) == 3
@@ -65,7 +66,7 @@ def test_the_feature_cache_is_keyed_by_the_data_and_heals_a_bad_entry(synth_corp
     shutil.copytree(first, second)
     feats = tmp_path / "features"
     for data in (first, second):
-        rows = run_probe("ic", data, calibrated_model, lam=0.5, features_dir=feats, max_epochs=1)
+        rows = run_probe("ic", data, load_model(calibrated_model), lam=0.5, features_dir=feats, max_epochs=1)
         assert rows[0].status == "ok"
     assert len(list(feats.rglob("*.h5"))) == 6
     sha = model_sha256(calibrated_model)
@@ -73,18 +74,18 @@ def test_the_feature_cache_is_keyed_by_the_data_and_heals_a_bad_entry(synth_corp
     b = features_path(feats, sha, "ic", "test", "lam0.5", data=second)
     assert a != b and a.is_file() and b.is_file()
     b.write_bytes(b"not features")  # e.g. a file cut short by a full disk
-    rows = run_probe("ic", second, calibrated_model, lam=0.5, features_dir=feats, max_epochs=1)
+    rows = run_probe("ic", second, load_model(calibrated_model), lam=0.5, features_dir=feats, max_epochs=1)
     assert rows[0].status == "ok" and b.stat().st_size > 100
 
 
 def test_pr_reports_per_and_marks_an_infeasible_period(synth_corpus, calibrated_model, tmp_path):
     from ofactl.probe import run_probe
 
-    ok = run_probe("pr", synth_corpus / DATA["pr"], calibrated_model, period="20ms", features_dir=tmp_path, max_epochs=4)
+    ok = run_probe("pr", synth_corpus / DATA["pr"], load_model(calibrated_model), period="20ms", features_dir=tmp_path, max_epochs=4)
     test = [r for r in ok if r.split == "test"]
     assert [(r.metric, r.status, r.higher_is_better) for r in test] == [("per", "ok", False)]
     assert 0.0 < test[0].value < 2.0
-    bad = run_probe("pr", synth_corpus / DATA["pr"], calibrated_model, period="400ms", features_dir=tmp_path)
+    bad = run_probe("pr", synth_corpus / DATA["pr"], load_model(calibrated_model), period="400ms", features_dir=tmp_path)
     assert {r.status for r in bad} == {"infeasible"} and all(math.isnan(r.value) for r in bad)
     assert "fewer frames than labels" in bad[0].note and " of " in bad[0].note
     # compute per second of audio: the 400 ms rows cost less than the 20 ms rows, the CNN floor stays
@@ -94,7 +95,7 @@ def test_pr_reports_per_and_marks_an_infeasible_period(synth_corpus, calibrated_
 def test_asr_reports_wer_and_cer(synth_corpus, calibrated_model, tmp_path):
     from ofactl.probe import run_probe
 
-    rows = run_probe("asr", synth_corpus / DATA["asr"], calibrated_model, period="40ms", features_dir=tmp_path, max_epochs=1)
+    rows = run_probe("asr", synth_corpus / DATA["asr"], load_model(calibrated_model), period="40ms", features_dir=tmp_path, max_epochs=1)
     assert [(r.split, r.metric, r.status) for r in rows] == [("test", "wer", "ok"), ("test", "cer", "ok"),
                                                              ("dev", "wer", "ok")]
     assert all(r.value >= 0 for r in rows)
@@ -202,7 +203,7 @@ def test_pr_without_phone_transcripts_names_them(synth_corpus, calibrated_model,
     libri = tmp_path / "LibriSpeech"
     shutil.copytree(synth_corpus / DATA["pr"], libri, ignore=shutil.ignore_patterns("*.phones.txt", "*.flac"))
     with pytest.raises(OfactlError) as err:
-        run_probe("pr", libri, calibrated_model, period="40ms", features_dir=tmp_path / "f")
+        run_probe("pr", libri, load_model(calibrated_model), period="40ms", features_dir=tmp_path / "f")
     assert err.value.message == (f"{libri}: split 'train-clean-100' has no phone transcripts (no "
                                  "<speaker>-<chapter>.phones.txt beside the .trans.txt files)")
     assert "check the dataset path" not in err.value.hint and "'<utt-id> <phone> <phone> ...'" in err.value.hint
@@ -234,7 +235,7 @@ def test_probe_with_the_weighted_sum_of_layers(synth_corpus, calibrated_model, t
     from ofactl.features import read_attrs
     from ofactl.probe import run_probe
 
-    rows = run_probe("sid", synth_corpus / DATA["sid"], calibrated_model, period="40ms", lr=1e-2, layer="weighted",
+    rows = run_probe("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), period="40ms", lr=1e-2, layer="weighted",
                      features_dir=tmp_path, max_epochs=3)
     test = [r for r in rows if r.split == "test"][0]
     assert test.status == "ok" and test.layer == "weighted" and 0 <= test.value <= 1
@@ -246,4 +247,4 @@ def test_probe_with_the_weighted_sum_of_layers(synth_corpus, calibrated_model, t
     with pytest.raises(Exception, match="needs one layer, not --layer weighted"):
         from ofactl.adaptive import run_adaptive
 
-        run_adaptive("sid", synth_corpus / DATA["sid"], calibrated_model, layer="weighted", features_dir=tmp_path)
+        run_adaptive("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), layer="weighted", features_dir=tmp_path)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ofactl import load_model
 from ofactl.calibrate import build_calibration
 from ofactl.checkpoint import save_model
 from ofactl.cli import app, main
@@ -107,14 +108,14 @@ def test_calibrated_model_reports_its_lambdas_and_refuses_periods_outside_the_ra
     durations = [0.02 * len(a) + 0.005 for a in alphas]
     cal = build_calibration(durations, alphas, lam_max=1.0)
     cal.save(model_dir)
-    prof = profile_model(model_dir, periods="20ms,40ms", duration_s=1.0, device="cpu", throughput=False)
+    prof = profile_model(load_model(model_dir), periods="20ms,40ms", duration_s=1.0, device="cpu", throughput=False)
     assert prof.lam_source == "calibration"
     assert [r.lam for r in prof.rows] == pytest.approx([cal.lam_for(20.0), cal.lam_for(40.0)])
     assert [r.n_frames for r in prof.rows] == [49, 25]  # the count is still exact on the profiling audio
     assert [r.target_period_ms for r in prof.reductions] == [90.0]
     assert any("960ms is outside the calibrated range" in n for n in prof.notes)
     with pytest.raises(OfactlError, match="outside the calibrated range"):
-        profile_model(model_dir, periods="20ms,500ms", duration_s=1.0, device="cpu", throughput=False)
+        profile_model(load_model(model_dir), periods="20ms,500ms", duration_s=1.0, device="cpu", throughput=False)
 
 
 def test_parse_periods() -> None:

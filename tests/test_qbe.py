@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from ofactl import load_model
 from ofactl.cli import app
 from ofactl.dtw import search, subsequence_dtw
 from ofactl.errors import OfactlError
@@ -263,7 +264,7 @@ def test_sweep_qbe_over_two_periods(synth_corpus, calibrated_model, tmp_path):
     from ofactl.sweep import run_sweep
 
     results = tmp_path / "results.csv"
-    summary = run_sweep("qbe", synth_corpus / DATA["qbe"], calibrated_model, results=results,
+    summary = run_sweep("qbe", synth_corpus / DATA["qbe"], load_model(calibrated_model), results=results,
                         periods=["40ms", "160ms"], lrs=[1e-3, 1e-2], seeds=[0, 1])
     assert summary.scored == [("40ms", 0), ("160ms", 0)] and not summary.failed and not summary.chosen
     df = read_results(results)
@@ -273,7 +274,7 @@ def test_sweep_qbe_over_two_periods(synth_corpus, calibrated_model, tmp_path):
     assert (df["seed"] == 0).all() and df["lr"].isna().all() and (df["status"] == "ok").all()
     measured = df.groupby("target_period_ms")["measured_period_ms"].first()
     assert measured[160.0] > 3 * measured[40.0]
-    again = run_sweep("qbe", synth_corpus / DATA["qbe"], calibrated_model, results=results, periods=["40ms", "160ms"])
+    again = run_sweep("qbe", synth_corpus / DATA["qbe"], load_model(calibrated_model), results=results, periods=["40ms", "160ms"])
     assert again.skipped == [("40ms", 0), ("160ms", 0)] and again.written == 0
 
 
@@ -286,7 +287,7 @@ def test_learn_lambda_with_qbe_is_one_error_line(synth_corpus, calibrated_model,
     from ofactl.adaptive import run_adaptive
 
     with pytest.raises(OfactlError, match="trains nothing"):
-        run_adaptive("qbe", synth_corpus / DATA["qbe"], calibrated_model)
+        run_adaptive("qbe", synth_corpus / DATA["qbe"], load_model(calibrated_model))
 
 
 def test_missing_ground_truth_is_one_error_line(synth_corpus, calibrated_model, tmp_path):
@@ -296,7 +297,7 @@ def test_missing_ground_truth_is_one_error_line(synth_corpus, calibrated_model, 
     shutil.copytree(synth_corpus / DATA["qbe"], copy)
     shutil.rmtree(copy / "scoring" / "groundtruth_quesst14_dev")
     with pytest.raises(OfactlError, match=r"no ground truth for the dev queries .*quesst14_dev\.rttm not found") as err:
-        run_probe("qbe", copy, calibrated_model, period="40ms", features_dir=tmp_path / "f")
+        run_probe("qbe", copy, load_model(calibrated_model), period="40ms", features_dir=tmp_path / "f")
     assert "scoring" in err.value.hint and "\n" not in str(err.value)
 
 

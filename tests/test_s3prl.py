@@ -187,7 +187,7 @@ def test_pretraining_starts_from_an_s3prl_checkpoint(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"out: {tmp_path / 'm'}\nteacher: tiny-random\ninit_student: {ckpt}\nsteps: 2\nsave_every: 2\n"
                    f"optim: {{lr: 0.0}}\ndata: {{path: {wavs}, crop_s: 1.0, max_batch_s: 4.0, num_workers: 0}}\n")
-    result = pretrain(load_pretrain_config(cfg), progress=False)
+    result = pretrain(load_pretrain_config(cfg))
     assert result.finished
     trained = load_student(tmp_path / "m")
     imported = student_from_distiller(ckpt)

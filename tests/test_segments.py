@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ofactl.data.batching import AudioItem
+from ofactl.data.pipeline import AudioItem
 from ofactl.errors import OfactlError
 from ofactl.segments import (
     SegmentTable,

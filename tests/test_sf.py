@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from ofactl import load_model
 from ofactl.cli import app
 from ofactl.data.layouts.base import Utterance
 from ofactl.results import read_results
@@ -205,7 +206,7 @@ def test_cli_probe_sf_writes_both_metrics_and_the_dev_primary(synth_corpus, cali
 def test_sf_at_a_long_period_is_infeasible_not_a_crash(synth_corpus, calibrated_model, tmp_path):
     from ofactl.probe import run_probe
 
-    rows = run_probe("sf", synth_corpus / DATA["sf"], calibrated_model, period="400ms", features_dir=tmp_path)
+    rows = run_probe("sf", synth_corpus / DATA["sf"], load_model(calibrated_model), period="400ms", features_dir=tmp_path)
     assert [(r.split, r.metric) for r in rows] == [("test", "slot_type_f1"), ("test", "slot_value_cer"),
                                                    ("dev", "slot_type_f1")]
     assert {r.status for r in rows} == {"infeasible"} and all(math.isnan(r.value) for r in rows)

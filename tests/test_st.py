@@ -14,6 +14,8 @@ import torch
 
 from probe_fixtures import DATA as _DATA  # noqa: F401  (the session fixtures come from conftest)
 
+from ofactl import load_model
+
 SMALL = dict(d_model=64, ffn=128, heads=4, encoder_layers=2, decoder_layers=2, conv_channels=128)
 
 HYPS = ["Der Hund sieht die Katze.", "heute sieht der Mann die Frau", "", "Das Kind ist klein .",
@@ -338,7 +340,7 @@ def test_sweep_over_two_periods_writes_bleu_rows(synth_corpus, calibrated_model,
     monkeypatch.setitem(tasks.TASKS, "st", SpeechTranslation(Seq2SeqConfig(**SMALL), beam=2))
     results = tmp_path / "results.csv"
     # SUPERB's weighted sum of the layers (the sweep extracts every layer once per period)
-    summary = run_sweep("st", synth_corpus / "CoVoST2", calibrated_model, results=results,
+    summary = run_sweep("st", synth_corpus / "CoVoST2", load_model(calibrated_model), results=results,
                         periods=["20ms", "400ms"], lrs=[1e-3], max_epochs=1, features_dir=tmp_path / "f",
                         layer="weighted")
     table = read_results(results)
@@ -359,7 +361,7 @@ def test_learn_lambda_trains_theta_through_the_translation_loss(synth_corpus, ca
 
     monkeypatch.setitem(tasks.TASKS, "st", SpeechTranslation(Seq2SeqConfig(**SMALL), beam=1))
     seen = []
-    rows = run_adaptive("st", synth_corpus / "CoVoST2", calibrated_model, lam_init=0.5, lambda_lr=0.05, max_epochs=2,
+    rows = run_adaptive("st", synth_corpus / "CoVoST2", load_model(calibrated_model), lam_init=0.5, lambda_lr=0.05, max_epochs=2,
                         patience=2, features_dir=tmp_path, on_epoch=lambda epoch, lam, scores: seen.append(lam))
     assert len(seen) == 2 and len(set(seen)) == 2 and 0.5 not in seen
     assert rows[0].metric == "bleu" and rows[0].status == "ok" and rows[0].lam in seen

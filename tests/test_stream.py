@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from ofactl import load_model
 from ofactl.features import FeatureWriter, read
 from ofactl.stream import ExampleLoader, Stored, average_pool, epoch_batches, load, pooled_length, stored_lengths
 from ofactl.tasks.base import Example
@@ -90,7 +91,7 @@ def test_streaming_probe_matches_the_in_memory_probe(synth_corpus, calibrated_mo
     """The same seed trains the same head from stored features as from the features held in memory."""
     from ofactl.probe import prepare, train_and_test
 
-    prep = prepare("sid", synth_corpus / DATA["sid"], calibrated_model, period="40ms", features_dir=tmp_path)
+    prep = prepare("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), period="40ms", features_dir=tmp_path)
     assert all(isinstance(e.inputs, Stored) for split in prep.examples.values() for e in split)
     streamed = train_and_test(prep, lr=1e-3, seed=5, max_epochs=4, patience=4)
     in_memory = replace(prep, examples={role: [replace(e, inputs=load(e.inputs)) for e in split]
@@ -109,7 +110,7 @@ def test_streaming_probe_matches_the_in_memory_probe(synth_corpus, calibrated_mo
 def test_avgpool_probe_streams_pooled_lengths(synth_corpus, calibrated_model, tmp_path):  # noqa: F811
     from ofactl.probe import prepare
 
-    prep = prepare("sid", synth_corpus / DATA["sid"], calibrated_model, period="80ms", pooling="avg",
+    prep = prepare("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), period="80ms", pooling="avg",
                    features_dir=tmp_path)
     for e in prep.examples["train"][:5]:
         assert load(e.inputs).shape[0] == e.n_frames == pooled_length(stored_lengths(e.inputs.path)[e.id][0], 80.0)

@@ -6,6 +6,7 @@ import math
 
 from typer.testing import CliRunner
 
+from ofactl import load_model
 from ofactl.cli import app
 from ofactl.calibrate import Calibration
 from ofactl.results import read_results
@@ -32,7 +33,7 @@ def test_sweep_skips_finished_rows_records_a_failure_and_goes_on(synth_corpus, c
 
     results = tmp_path / "results.csv"
     periods = ["20ms", "9s", "60ms"]  # 9 s is outside the calibrated range: that run fails, the next one runs
-    first = run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, results=results, periods=periods, lrs=[1e-3, 1e-2],
+    first = run_sweep("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), results=results, periods=periods, lrs=[1e-3, 1e-2],
                       max_epochs=4, patience=2)
     assert [p for p, _, _ in first.failed] == ["9000ms"] and "outside the calibrated range" in first.failed[0][2]
     assert set(first.chosen) == {("20ms", 0), ("60ms", 0)} and set(first.chosen.values()) <= {1e-3, 1e-2}
@@ -45,7 +46,7 @@ def test_sweep_skips_finished_rows_records_a_failure_and_goes_on(synth_corpus, c
     assert list(failed["target_period_ms"]) == [9000.0] and math.isnan(failed["value"].iloc[0])
 
     lines = results.read_text().splitlines()
-    again = run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, results=results, periods=periods, lrs=[1e-3, 1e-2],
+    again = run_sweep("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), results=results, periods=periods, lrs=[1e-3, 1e-2],
                       max_epochs=4, patience=2)
     assert sorted(again.skipped) == [("20ms", 0), ("60ms", 0)]
     assert [p for p, _, _ in again.failed] == ["9000ms"]  # failures are retried
@@ -80,7 +81,7 @@ def test_sweep_by_lambda_writes_lambda_rows_and_resumes(synth_corpus, calibrated
 
     results = tmp_path / "results.csv"
     kwargs = dict(results=results, lrs=[1e-2], max_epochs=2, patience=1)
-    first = run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, lambdas=[0.0, 1.0], **kwargs)
+    first = run_sweep("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), lambdas=[0.0, 1.0], **kwargs)
     assert set(first.chosen) == {("lambda=0", 0), ("lambda=1", 0)}
     df = read_results(results)
     test = df[df["split"] == "test"]
@@ -88,10 +89,10 @@ def test_sweep_by_lambda_writes_lambda_rows_and_resumes(synth_corpus, calibrated
     assert (test["measured_period_ms"] > 0).all()
     measured = test.set_index("lambda")["measured_period_ms"]
     assert measured[1.0] > measured[0.0]
-    again = run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, lambdas=[1.0, 1.5], **kwargs)
+    again = run_sweep("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), lambdas=[1.0, 1.5], **kwargs)
     assert again.skipped == [("lambda=1", 0)] and set(again.chosen) == {("lambda=1.5", 0)}
     try:
-        run_sweep("sid", synth_corpus / DATA["sid"], calibrated_model, lambdas=[2.5], **kwargs)
+        run_sweep("sid", synth_corpus / DATA["sid"], load_model(calibrated_model), lambdas=[2.5], **kwargs)
     except OfactlError as err:
         assert "--lambdas must lie in [0, 2)" in str(err)
     else:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from ofactl import load_model
 from ofactl.errors import OfactlError
 from ofactl.tasks import TASKS, get_task
 from ofactl.tasks.base import ClassificationTask, Example
@@ -164,7 +165,7 @@ def test_er_probe_on_an_iemocap_tree(tmp_path):
     root = make_iemocap(tmp_path)
     torch.manual_seed(0)
     model = save_model(tmp_path / "m", OFAStudent(StudentConfig.preset("tiny")))
-    rows = run_probe("er", root, model, lam=0.0, features_dir=tmp_path / "f", max_epochs=3)
+    rows = run_probe("er", root, load_model(model), lam=0.0, features_dir=tmp_path / "f", max_epochs=3)
     test = [r for r in rows if r.split == "test"]
     assert [(r.task, r.metric, r.status) for r in test] == [("er", "accuracy", "ok")]
     assert 0.0 <= test[0].value <= 1.0 and test[0].n_utterances == 4

@@ -135,7 +135,7 @@ def test_pretraining_lowers_the_losses_and_writes_a_model(corpus, segments, tmp_
     monkeypatch.chdir(tmp_path)
     cfg = load_pretrain_config(write_config(tmp_path / "c.yaml", corpus, tmp_path / "m", steps=50, save_every=25,
                                             segments=segments))
-    result = pretrain(cfg, progress=False)
+    result = pretrain(cfg)
     assert result.finished and result.step == 50
     rows = read_log(tmp_path / "m" / "train_log.csv")
     assert [int(r["step"]) for r in rows] == list(range(1, 51))
@@ -184,7 +184,7 @@ def wait_for_rows(log: Path, n: int, proc: subprocess.Popen, timeout: float = 12
 def test_sigterm_then_resume_logs_the_same_losses(corpus, tmp_path):
     steps = 12
     ref_cfg = write_config(tmp_path / "ref.yaml", corpus, tmp_path / "ref", steps=steps, save_every=4)
-    ref = pretrain(load_pretrain_config(ref_cfg), progress=False)
+    ref = pretrain(load_pretrain_config(ref_cfg))
 
     cfg = write_config(tmp_path / "int.yaml", corpus, tmp_path / "int", steps=steps, save_every=4)
     proc = run_cli(["pretrain", "--config", str(cfg), "--quiet"], tmp_path)
@@ -196,7 +196,7 @@ def test_sigterm_then_resume_logs_the_same_losses(corpus, tmp_path):
     stopped_at = len(read_log(tmp_path / "int" / "train_log.csv"))
     assert stopped_at < steps
 
-    resumed = pretrain(load_pretrain_config(cfg), resume=True, progress=False)
+    resumed = pretrain(load_pretrain_config(cfg), resume=True)
     assert resumed.finished
     cols = ["step", "epoch", "lambda", "loss", "distill", "l1", "cos", "measured_period_ms", "lr", "grad_norm"]
     got = [{c: r[c] for c in cols} for r in read_log(tmp_path / "int" / "train_log.csv")]
@@ -222,7 +222,7 @@ def test_kill9_never_leaves_an_unloadable_checkpoint(corpus, tmp_path):
         model = load_student(tmp_path / "k")
         assert state["step"] >= 1 and model.checkpoint.training["step"] >= 1
         resume = True
-    final = pretrain(load_pretrain_config(cfg), resume=True, progress=False)
+    final = pretrain(load_pretrain_config(cfg), resume=True)
     assert final.finished and final.step == 16
 
 
@@ -233,7 +233,7 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(corpus, tmp_path):
         import os, sys
         from ofactl.pretrain_config import load_pretrain_config
         from ofactl.train import pretrain
-        result = pretrain(load_pretrain_config({str(cfg)!r}), progress=False)
+        result = pretrain(load_pretrain_config({str(cfg)!r}))
         rank = os.environ["RANK"]
         open(os.path.join({str(tmp_path)!r}, f"rank{{rank}}.sha"), "w").write(result.weights_sha256)
     """))
@@ -252,10 +252,9 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(corpus, tmp_path):
 
 
 def test_gradient_accumulation_consumes_several_batches_per_step(corpus, tmp_path):
-    one = pretrain(load_pretrain_config(write_config(tmp_path / "a.yaml", corpus, tmp_path / "a", steps=3)),
-                   progress=False)
+    one = pretrain(load_pretrain_config(write_config(tmp_path / "a.yaml", corpus, tmp_path / "a", steps=3)))
     two = pretrain(load_pretrain_config(write_config(tmp_path / "b.yaml", corpus, tmp_path / "b", steps=3,
-                                                     accumulate=2)), progress=False)
+                                                     accumulate=2)))
     assert one.finished and two.finished
     a = read_log(tmp_path / "a" / "train_log.csv")
     b = read_log(tmp_path / "b" / "train_log.csv")
@@ -277,10 +276,10 @@ def test_a_malicious_train_state_is_refused_in_ofactl_s_words(corpus, tmp_path):
     from ofactl.errors import OfactlError
 
     cfg = write_config(tmp_path / "c.yaml", corpus, tmp_path / "m", steps=2, save_every=1)
-    pretrain(load_pretrain_config(cfg), progress=False)
+    pretrain(load_pretrain_config(cfg))
     torch.save({"model": _Payload()}, tmp_path / "m" / "train_state.pt")
     with pytest.raises(OfactlError) as info:
-        pretrain(load_pretrain_config(cfg), resume=True, progress=False)
+        pretrain(load_pretrain_config(cfg), resume=True)
     text = f"{info.value} {info.value.hint}"
     assert "train_state.pt" in text and "refused, nothing in it was loaded" in text and "training state" in text
     assert "weights_only" not in text and "likely succeed" not in text and "\n" not in text

@@ -15,20 +15,21 @@ from ofactl.cli.options import (
     DeviceOption, IdFromOption, LambdaOption, LayoutOption, ModelOption, PeriodOption, PrecisionOption, QuietOption,
     SplitOption,
 )
+from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
 from ofactl.progress import ProgressLine
 
 
 
-def report_skipped(problems: list, limit: int = 20) -> None:
+def report_skipped(problems: "list[Problem]", limit: int = 20) -> None:
     """Print each left-out file (path: reason) on stderr, as one warning block."""
     if not problems:
         return
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     console.print(f"[yellow]warning:[/] {len(problems)} file(s) left out:")
     for p in problems[:limit]:
-        console.print(f"  {getattr(p, 'path', '?')}: {getattr(p, 'reason', '?')} ({getattr(p, 'detail', '')})")
+        console.print(f"  {p.path}: {p.reason} ({p.detail})")
     if len(problems) > limit:
         console.print(f"  ... and {len(problems) - limit} more (`ofactl data inspect` lists them all)")
 
@@ -54,17 +55,16 @@ def calibrate(
         from ofactl.plot import check_figure_path
 
         check_figure_path(plot)  # a bad suffix fails before the measurement, not after
+    from ofactl import load_model
+    from ofactl.calibrate import measure_calibration
     from ofactl.cli.calibration_table import render_table
-    from ofactl.extract import measure_calibration
 
-    problems: list = []
-    warnings: list[str] = []
-    kwargs = dict(split=split, layout=layout, device=device, report=problems.append, id_from=id_from,
-                  warn=warnings.append, precision=precision)
+    m = load_model(model, device=device, precision=precision)
     with ProgressLine("calibrating", enabled=not quiet) as bar:
-        cal = measure_calibration(model, data, progress=bar.update, **kwargs)
-    report_skipped(problems)
-    for line in warnings:
+        run = measure_calibration(m, data, split=split, layout=layout, id_from=id_from, progress=bar.update)
+    cal = run.calibration
+    report_skipped(run.problems)
+    for line in run.warnings:
         Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]warning:[/] {escape(line)}")
     console = Console(soft_wrap=True)
     console.print(render_table(cal))
@@ -122,13 +122,15 @@ def extract(
                               hint="choose one layer (--layer last or a number)" if exact else "add --exact")
         precheck.output_file(lhotse_manifest, flag="--lhotse-manifest")
     model = precheck.model(model)
+    from ofactl import load_model
     from ofactl.extract import extract_features
+
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    kwargs = dict(model=model, period=period, lam=lam, exact=exact, layer=layer, dtype=dtype, device=device,
-                  overwrite=overwrite, layout=layout, split=split, id_from=id_from, max_batch_s=batch_s,
-                  num_workers=workers, part_mb=part_mb, precision=precision)
+    m = load_model(model, device=device, precision=precision)  # under torchrun, "auto" is this rank's GPU
     with ProgressLine("extracting", enabled=not quiet and main_rank) as bar:
-        result = extract_features(wavs, out, progress=bar.update, **kwargs)
+        result = extract_features(wavs, out, model=m, period=period, lam=lam, exact=exact, layer=layer, dtype=dtype,
+                                  overwrite=overwrite, layout=layout, split=split, id_from=id_from,
+                                  max_batch_s=batch_s, num_workers=workers, part_mb=part_mb, progress=bar.update)
     if not main_rank:
         return
     console = Console(stderr=True, soft_wrap=True)
@@ -142,7 +144,7 @@ def extract(
     if result.skipped:
         console.print(f"[yellow]warning:[/] {len(result.skipped)} file(s) skipped (recorded in the `skipped` attribute):")
         for s in result.skipped[:20]:
-            console.print(f"  {s.get('path', s.get('id'))}: {s.get('reason')}", highlight=False)
+            console.print(f"  {s.path or s.id}: {s.reason}: {s.detail}", highlight=False)
     if lhotse_manifest is not None:
         from ofactl.lhotse_io import write_cuts_manifest
 

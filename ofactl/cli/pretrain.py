@@ -49,8 +49,12 @@ def pretrain(
     cfg.check_inputs()
     from ofactl.train import pretrain as run_pretrain
 
-    result = run_pretrain(cfg, resume=resume, progress=not quiet)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+    from ofactl.progress import ProgressLine
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    with ProgressLine("pretrain", enabled=not quiet and main_rank) as bar:
+        result = run_pretrain(cfg, resume=resume, progress=bar.update)
+    if not main_rank:  # under torchrun only rank 0 reports
         return
     if result.started_fresh:
         typer.echo(f"warning: {result.model_dir} had no checkpoint to resume (stopped before its first one): "
@@ -60,7 +64,7 @@ def pretrain(
                        if k in result.last_losses)
     typer.echo(f"{result.model_dir}: step {result.step} {status} in {result.seconds:.0f} s; {losses}")
     if result.problems:
-        typer.echo(f"{result.problems} corpus problem(s) skipped: run `ofactl data inspect` on the data for details")
+        typer.echo(f"{len(result.problems)} input(s) left out: run `ofactl data inspect` on the data for details")
     if result.finished and result.recorded_default:
         typer.echo(f"recorded as the workspace model; next: ofactl calibrate DATA --model {result.model_dir}")
     elif result.finished:

@@ -296,7 +296,8 @@ def sweep(
     m = load_model(model_dir, device=str(env.device) if env.distributed else device, precision=precision)
     plan = plan_sweep(task, data_path, m, results=results_path, periods=period_list, lambdas=lambda_list, lrs=lr_list,
                       seeds=seed_list, layer=which, features_dir=features_dir, max_epochs=max_epochs,
-                      patience=patience, pooling=pooling, device="auto" if chosen_launcher.name == "slurm" else device)
+                      patience=patience, pooling=pooling,
+                      job_device="auto" if chosen_launcher.name == "slurm" else device)
     if dry_run:
         if env.is_main:
             Console(soft_wrap=True, highlight=False).print(estimate(plan, jobs=jobs).describe(chosen_launcher))

@@ -54,6 +54,10 @@ def profile(
         model = precheck.model(model)  # before torch: a wrong path is reported at once
     from ofactl.profile import profile_model, reduction_lines, render_profile
 
+    if preset is None:
+        from ofactl import load_model
+
+        model = load_model(model, device=device, precision=precision)
     kwargs = dict(preset=preset, periods=periods, duration_s=seconds, device=device, throughput=throughput,
                   precision=precision,
                   min_time_s=min_time)

@@ -59,10 +59,10 @@ def segment(
         corpus = probe(read_corpus(data, layout, split=split))
         from ofactl.cli.extract import report_skipped
 
-        report_skipped(corpus.problems)
         model = load_teacher(teacher, device=resolve_device(device))
         kwargs = dict(layer=layer, n_clusters=clusters, smoothing=smoothing, seed=seed, precision=precision)
         with ProgressLine("segmenting", enabled=not quiet) as bar:
             table = compute_segments(corpus.utterances, model, progress=bar.update, **kwargs)
+        report_skipped(corpus.problems + table.problems)
     table.save(out)
     typer.echo(f"{out}: {len(table)} utterances, mean segment {table.mean_duration_ms():.0f} ms")

@@ -50,6 +50,10 @@ def train_command(
                f"utterances of {result.train_speakers} speakers; phone CTC loss "
                f"{result.first_loss.get('ctc', float('nan')):.2f} -> {result.last_loss.get('ctc', float('nan')):.2f}, "
                f"dev PER {per} ({result.dev_utterances} utterances)")
+    if result.problems:
+        from ofactl.cli.extract import report_skipped
+
+        report_skipped(result.problems)
 
 
 @teacher_app.command("info")

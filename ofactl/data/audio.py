@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ofactl.data.problems import AUDIO_REASONS, Problem
 from ofactl.errors import OfactlError
 
 SAMPLE_RATE = 16_000
@@ -28,7 +29,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".aiff", "
 #: Peak amplitude under which a file counts as silent (a warning, not an error).
 SILENCE_PEAK = 1e-4
 
-REASONS = ("missing", "unreadable", "not_audio", "empty", "non_finite")
+REASONS = AUDIO_REASONS
 
 
 class AudioError(OfactlError):
@@ -41,6 +42,10 @@ class AudioError(OfactlError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{path}: {detail}", hint=hint)
+
+    def problem(self, utt_id: str | None = None) -> Problem:
+        """This error as the record a job keeps (:class:`ofactl.data.problems.Problem`)."""
+        return Problem(self.path, self.reason, self.detail, utt_id)
 
     def __reduce__(self):  # picklable across DataLoader workers
         return (self.__class__, (self.path, self.reason, self.detail, self.hint))

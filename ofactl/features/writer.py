@@ -15,6 +15,7 @@ import numpy as np
 
 from ofactl.atomic import atomic_write_text as _atomic_write_text
 from ofactl.atomic import fsync_dir as _fsync_dir
+from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
 from ofactl.features.files import (
     _ATTRS_FILE,
@@ -199,14 +200,15 @@ class FeatureWriter:
         if self._buffered_bytes >= self.part_bytes:
             self.flush()
 
-    def skip(self, utt_id: str, path: str | os.PathLike[str], reason: str) -> None:
-        """Record an input that could not be used; it is listed in the file's ``skipped``."""
+    def skip(self, problem: Problem, key: str | None = None) -> None:
+        """Record an input that could not be used (under ``key``, default ``problem.id``); it is listed in the
+        file's ``skipped``."""
         if self.closed:
             raise ValueError("skip() on a closed FeatureWriter")
-        utt_id = _check_id(utt_id)
+        utt_id = _check_id(key if key is not None else problem.id)
         if utt_id in self.done_ids:
             raise ValueError(f"utterance id {utt_id!r} was already written or skipped")
-        self._skips.append({"id": utt_id, "path": os.fspath(path), "reason": str(reason)})
+        self._skips.append(problem.to_record(utt_id))
         self.done_ids.add(utt_id)
 
     def _check_record(self, rec: Record) -> Record:

@@ -195,7 +195,7 @@ def compute_segments(
         n_clusters, smoothing, max_segment_frames: see :func:`fit_kmeans`, :func:`dp_segment`.
         kmeans_frames: cap on the frames k-means sees.
         seed: k-means and subsampling seed.
-        max_batch_s, num_workers: the audio loader (:func:`ofactl.data.batching.make_loader`).
+        max_batch_s, num_workers: the audio pipeline (:func:`ofactl.data.pipeline.iter_batches`).
         device: where the teacher runs (default: where its weights are).
         progress: called as ``progress(utterances_done, total, "")``; ``total``
             counts the k-means pass and the segmentation pass.
@@ -204,12 +204,13 @@ def compute_segments(
         A :class:`SegmentTable` (``source=hubert-codes``; metadata: layer,
         n_clusters, smoothing, max_segment_frames, kmeans_frames, seed, teacher,
         mean_duration_ms, skipped).  Unreadable files are left out and counted
-        in ``meta["skipped"]``; their errors are in ``table.problems``.
+        in ``meta["skipped"]``; their :class:`~ofactl.data.problems.Problem` s are ``table.problems``.
     """
     import torch
 
-    from ofactl.data.audio import audio_info
-    from ofactl.data.batching import AudioItem, make_loader
+    from ofactl.data.audio import AudioError, audio_info
+    from ofactl.data.pipeline import AudioItem, Batch, iter_batches
+    from ofactl.data.problems import Problem
     from ofactl.teacher import Teacher, load_teacher
 
     teacher_name = teacher if isinstance(teacher, (str, os.PathLike)) else type(teacher).__name__
@@ -227,7 +228,7 @@ def compute_segments(
     items: list[AudioItem] = []
     durations: list[float] = []
     seen: set[str] = set()
-    problems: list[str] = []
+    problems: list[Problem] = []
     for u in utterances:
         if u.id in seen:
             raise OfactlError(f"utterance id {u.id!r} appears twice", hint="segments are keyed by id; ids must be unique")
@@ -237,11 +238,12 @@ def compute_segments(
         if duration is None:
             try:
                 duration = audio_info(u.path).duration_s - float(getattr(u, "offset_s", 0.0) or 0.0)
-            except OfactlError as err:
-                problems.append(str(err))
+            except AudioError as err:
+                problems.append(err.problem(u.id))
                 continue
-        items.append(AudioItem(u.id, str(u.path), float(getattr(u, "offset_s", 0.0) or 0.0), u.duration_s))
-        durations.append(max(float(duration), 0.0))
+        duration = max(float(duration), 0.0)
+        items.append(AudioItem(u.id, str(u.path), float(getattr(u, "offset_s", 0.0) or 0.0), duration))
+        durations.append(duration)
     if not items:
         raise OfactlError("no readable utterances to segment", hint="check the corpus path")
 
@@ -264,18 +266,16 @@ def compute_segments(
     def features_of(indices: Sequence[int]) -> Iterator[tuple[str, np.ndarray]]:
         nonlocal done
         sub = [items[i] for i in indices]
-        loader = make_loader(sub, [durations[i] for i in indices], max_batch_s=max_batch_s,
-                             num_workers=num_workers)
-        for batch in loader:
-            for _, utt, err in batch.errors:
-                problems.append(str(err))
-            if batch.audio.shape[0]:
+        for batch in iter_batches(sub, max_batch_s=max_batch_s, num_workers=num_workers):
+            if isinstance(batch, Problem):
+                problems.append(batch)
+            else:
                 with autocast(run_device, precision):
                     out = teacher(batch.audio.to(run_device), batch.lengths.to(run_device), layers=[layer])
                 h = out.hidden_states[layer].float().cpu().numpy()
                 for b, utt in enumerate(batch.ids):
                     yield utt, h[b, : int(out.lengths[b])]
-            done += len(batch.ids) + len(batch.errors)
+            done += len(batch.ids) if isinstance(batch, Batch) else 1
             if progress:
                 progress(done, total, "")
 
@@ -296,13 +296,12 @@ def compute_segments(
         segments[utt] = dp_segment(h, centroids, smoothing, max_segment_frames)
     # keep the corpus order
     ordered = {it.id: segments[it.id] for it in items if it.id in segments}
-    table = SegmentTable(ordered, source="hubert-codes", meta={
+    table = SegmentTable(ordered, source="hubert-codes", problems=problems, meta={
         "layer": layer, "n_clusters": n_clusters, "smoothing": float(smoothing),
         "max_segment_frames": max_segment_frames, "kmeans_frames": int(pool.shape[0]), "seed": seed,
         "teacher": str(teacher_name), "skipped": len(problems),
     })
     table.meta["mean_duration_ms"] = f"{table.mean_duration_ms():.2f}"
-    table.problems = problems  # type: ignore[attr-defined]
     if progress and done < total:
         progress(total, total, "")
     return table

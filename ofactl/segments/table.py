@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
 
 FRAME_PERIOD_MS = 20
@@ -67,12 +68,14 @@ class SegmentTable(Mapping[str, np.ndarray]):
         source: where the segments come from (``hubert-codes``, ``tsv:file.tsv``, ...).
         meta: more facts for the header (``smoothing``, ``layer``, ``n_clusters``, ...);
             values are stored as strings.
+        problems: the inputs left out when the table was made (not saved with it).
     """
 
     frame_period_ms = FRAME_PERIOD_MS
 
     def __init__(self, segments: Mapping[str, Any] | None = None, *, source: str = "unknown",
-                 meta: Mapping[str, Any] | None = None):
+                 meta: Mapping[str, Any] | None = None, problems: "list[Problem] | None" = None):
+        self.problems: list[Problem] = list(problems or [])
         self._ends: dict[str, np.ndarray] = {}
         for utt, ends in (segments or {}).items():
             self._ends[_check_id(utt)] = _check_ends(ends, f"segments of {utt!r}")

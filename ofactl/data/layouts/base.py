@@ -13,22 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ofactl.data.audio import AUDIO_EXTENSIONS, REASONS as AUDIO_REASONS
+from ofactl.data.audio import AUDIO_EXTENSIONS
+from ofactl.data.problems import PROBLEM_REASONS, Problem  # noqa: F401  (re-exported: the records of a corpus)
 from ofactl.errors import OfactlError
 
 #: Split name given to utterances of a layout that has no splits (a plain folder of audio).
 SPLIT_ALL = "all"
-
-#: Why an entry ended up in :attr:`Corpus.problems`: the audio reasons of
-#: :class:`ofactl.data.audio.AudioError` plus the corpus-level ones.
-PROBLEM_REASONS = AUDIO_REASONS + (
-    "duplicate_id",    # a second entry with an id already taken (the first one is kept)
-    "unlabeled",       # audio on disk that the layout's label files do not mention
-    "bad_entry",       # a malformed line or row, or a segment outside its file
-    "empty_split",     # a split the layout defines holds no utterance
-    "split_mismatch",  # an official split list disagrees with the split SUPERB uses
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Utterance:
@@ -53,19 +43,6 @@ class Utterance:
     offset_s: float = 0.0
     speaker: str | None = None
     labels: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """An entry left out of a corpus: where, why (one of :data:`PROBLEM_REASONS`), details."""
-
-    path: str
-    reason: str
-    detail: str
-    id: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.detail}"
 
 
 @dataclass
