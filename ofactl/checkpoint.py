@@ -29,9 +29,7 @@ import hashlib
 import json
 import numbers
 import os
-import pickle
 import platform
-import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +40,8 @@ from torch import Tensor, nn
 
 from ofactl import __version__
 from ofactl.atomic import atomic_write as _atomic_write
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
+from ofactl.safe_load import torch_load
 
 if TYPE_CHECKING:
     from ofactl.model import OFAStudent
@@ -226,7 +225,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             dict, a HuBERT / wav2vec2 checkpoint, ...), or of a newer format.
     """
     file = _checkpoint_file(Path(path))
-    obj = _torch_load(file)
+    obj = torch_load(file, kind="an ofactl model", hint="an ofactl model is a directory written by `ofactl pretrain`",
+                     refused_hint=_teacher_hint)
     if not isinstance(obj, dict):
         raise OfactlError(f"{file} is not an ofactl model: it holds a {type(obj).__name__}, not a checkpoint dict")
     if obj.get("kind") != KIND:
@@ -279,14 +279,14 @@ def load_student(path: str | os.PathLike[str], device: str | torch.device = "cpu
     except OfactlError as err:
         raise OfactlError(f"{ckpt.path}: {err.message}", hint=err.hint) from None
     except (TypeError, ValueError) as err:
-        raise OfactlError(f"{ckpt.path}: invalid student config: {_first_line(err)}") from None
+        raise OfactlError(f"{ckpt.path}: invalid student config: {first_line(err)}") from None
     model = OFAStudent(config)
     _check_weights_match(model, ckpt)
     model.load_state_dict(ckpt.state_dict, strict=True)
     try:
         model.to(device)
     except (RuntimeError, AssertionError, ValueError) as err:
-        raise OfactlError(f"cannot move the model to device '{device}': {_first_line(err)}", hint="use --device cpu") from None
+        raise OfactlError(f"cannot move the model to device '{device}': {first_line(err)}", hint="use --device cpu") from None
     model.eval()
     model.checkpoint = dataclasses.replace(ckpt, state_dict={})
     return model
@@ -361,59 +361,9 @@ def _checkpoint_file(path: Path) -> Path:
     return path
 
 
-def _torch_load(file: Path, kind: str = "an ofactl model") -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into one line (``kind``: what the file should
-    be, for the messages).  A file holding Python objects is refused in ofactl's own words, never with torch's
-    advice to load it unsafely."""
-    try:
-        size = file.stat().st_size
-        with open(file, "rb") as handle:
-            head = handle.read(16)
-    except OSError as err:
-        raise OfactlError(f"cannot read {file}: {err.strerror or err}") from None
-    if size == 0:
-        raise OfactlError(f"{file} is empty (0 bytes): it was not written completely", hint="re-create it, e.g. re-run `ofactl pretrain`")
-    is_zip = head.startswith(b"PK\x03\x04")
-    is_pickle = head.startswith(b"\x80")
-    if not (is_zip or is_pickle):
-        raise OfactlError(f"{file} is not a PyTorch checkpoint ({_sniff(head, file)})", hint="an ofactl model is a directory written by `ofactl pretrain`")
-    try:
-        with open(file, "rb") as handle:
-            return torch.load(handle, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        text = str(err)
-        if "Weights only load failed" in text:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-            what = found.group(1) if found else "arbitrary Python objects"
-            teacher = any(marker in what for marker in ("fairseq", "argparse", "omegaconf"))
-            raise OfactlError(
-                f"{file} is not {kind}: it holds Python objects ({what}); refused, nothing in it was loaded",
-                hint=_TEACHER_HINT if teacher and kind == "an ofactl model" else
-                "ofactl writes plain data only (weights, numbers, strings); a file with code in it did not come "
-                "from ofactl: re-create it with ofactl, do not load it",
-            ) from None
-        raise OfactlError(f"{file} is corrupted (it cannot be unpickled: {_first_line(err)})", hint="re-create or re-copy the file") from None
-    except (EOFError, RuntimeError, OSError, ValueError, KeyError) as err:
-        if is_zip or isinstance(err, EOFError):
-            detail = "the zip archive cannot be read" if is_zip else "the data ends early"
-            raise OfactlError(
-                f"{file} is truncated or corrupted ({size} bytes; {detail})",
-                hint="it was probably not written or copied completely: re-create or re-copy it",
-            ) from None
-        raise OfactlError(f"{file} is not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)})") from None
-
-
-def _sniff(head: bytes, file: Path) -> str:
-    """A few words on what a non-PyTorch file seems to be."""
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "it is a safetensors file"
-    try:
-        with open(file, "rb") as handle:
-            sample = handle.read(4096)
-        sample.decode("utf-8")
-    except (UnicodeDecodeError, OSError):
-        return "unrecognised binary data"
-    return "it is a text file"
+def _teacher_hint(what: str) -> str | None:
+    """A file of fairseq/argparse objects is a teacher checkpoint given where a student was expected."""
+    return _TEACHER_HINT if any(marker in what for marker in ("fairseq", "argparse", "omegaconf")) else None
 
 
 def _describe_foreign(obj: dict[Any, Any]) -> tuple[str, str | None]:
@@ -477,7 +427,7 @@ def _describe_calibration(file: Path) -> dict[str, Any]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return {"calibrated": False, "file": str(file), "status": f"calibration.json is unreadable ({_first_line(err)}): re-run `ofactl calibrate DATA`", "summary": {}}
+        return {"calibrated": False, "file": str(file), "status": f"calibration.json is unreadable ({first_line(err)}): re-run `ofactl calibrate DATA`", "summary": {}}
     if not isinstance(data, dict):
         return {"calibrated": False, "file": str(file), "status": "calibration.json is not a JSON object: re-run `ofactl calibrate DATA`", "summary": {}}
 
@@ -545,8 +495,3 @@ def _to_yaml(config: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(_jsonable(config), sort_keys=False, default_flow_style=None)
-
-
-def _first_line(err: BaseException, limit: int = 200) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

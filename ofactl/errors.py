@@ -28,3 +28,19 @@ class OfactlError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
+
+
+def first_line(err: BaseException, limit: int = 200, *, with_type: bool = False) -> str:
+    """Why ``err`` happened, in one short line: its first meaningful line (never a traceback line), at most
+    ``limit`` characters.  The exception's type goes in front when the text alone says too little (a bare
+    ``KeyError: 'x'``), or always with ``with_type`` (``RuntimeError: ...``; never for an :class:`OfactlError`,
+    whose message is written for the user)."""
+    lines = [line.strip() for line in str(err).strip().splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Traceback", "File "))]
+    line = lines[0] if lines else ""
+    if not isinstance(err, OfactlError):
+        if with_type:
+            line = f"{type(err).__name__}: {line}" if line else type(err).__name__
+        elif len(line) < 12:
+            line = f"{type(err).__name__} {line}".strip()
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -26,7 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
 
 Outcome = tuple[Any, Any]   # (job, its result or the exception that ended it)
 
@@ -120,7 +120,7 @@ class Submitit:
         try:
             executor = submitit.AutoExecutor(folder=str(Path(self.folder) / "%j"), cluster=self.cluster)
         except Exception as err:  # noqa: BLE001 - e.g. no srun/sbatch on this machine
-            raise OfactlError(f"the sweep's jobs could not be submitted: {_first_line(err)}",
+            raise OfactlError(f"the sweep's jobs could not be submitted: {first_line(err)}",
                               hint="run the sweep on a machine of the SLURM cluster, or use --launcher local") from None
         params = dict(self.params)
         if self.parallel:
@@ -129,7 +129,7 @@ class Submitit:
         try:
             executor.update_parameters(**params)
         except (TypeError, ValueError, AssertionError, NameError) as err:
-            raise OfactlError(f"bad SLURM settings: {_first_line(err)}",
+            raise OfactlError(f"bad SLURM settings: {first_line(err)}",
                               hint="see --slurm-partition, --slurm-gpus, --slurm-time, --slurm-mem") from None
         return executor
 
@@ -145,7 +145,7 @@ class Submitit:
         try:
             submitted = executor.map_array(fn, list(jobs))
         except Exception as err:  # noqa: BLE001 - sbatch's message is the one line the user needs
-            raise OfactlError(f"the sweep's jobs could not be submitted: {_first_line(err)}",
+            raise OfactlError(f"the sweep's jobs could not be submitted: {first_line(err)}",
                               hint="check the SLURM settings ([slurm] in ofactl.toml or --slurm-*) and `sinfo`") from None
         index = {id(j): job for j, job in zip(submitted, jobs)}
         for handle in submitit.helpers.as_completed(submitted, poll_frequency=2 if self.cluster == "local" else 30):
@@ -155,7 +155,7 @@ class Submitit:
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # noqa: BLE001 - a failed or killed array task
-                yield job, JobDied(f"job {handle.job_id} failed: {_first_line(err)}")
+                yield job, JobDied(f"job {handle.job_id} failed: {first_line(err)}")
 
 
 def require_submitit():
@@ -165,14 +165,6 @@ def require_submitit():
         raise OfactlError("--launcher slurm needs submitit, which is not installed",
                           hint="pip install 'ofactl[slurm]' (or pip install submitit)") from None
     return submitit
-
-
-def _first_line(err: BaseException) -> str:
-    for line in str(err).strip().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "File ")):
-            return line
-    return type(err).__name__
 
 
 def slurm_params(partition: str | None = None, gpus: int | None = None, time: str | None = None,

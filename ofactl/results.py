@@ -44,6 +44,10 @@ KEY = ("model", "task", "split", "target_period_ms", "lambda_key", "layer", "var
 AVGPOOL = "avgpool"
 UNIFORM = "uniform"
 LEARNED = "learned"
+#: ``variant`` of rows that are not an OFA model's own: a fixed-rate baseline, and a previous work's numbers (rows a
+#: user adds by hand to draw them beside the OFA lines; ``plot`` draws them as points, not lines)
+BASELINE = "baseline"
+PREVIOUS = "previous"
 
 
 def learned_variant(lam_init: float, rate_penalty: float = 0.0) -> str:
@@ -365,7 +369,10 @@ def read_results(path: str | Path, supersede: bool = True, warn=None):
 
 
 def _variants(df) -> "Any":
-    """The ``variant`` column, derived for schema-1 rows (model ``+avgpool``; note ``learned lambda (init X ...``)."""
+    """The ``variant`` column, derived where it is empty: model ``+avgpool``; note ``learned lambda (init X ...``;
+    and, for rows without schema 2 (written before the variant column, or typed by hand without a
+    ``schema_version``), a note saying "previous work"/"prior work" or "baseline".  ofactl's own rows always carry
+    their variant; nothing else reads the note."""
     import re
 
     variant = df["variant"].fillna("").astype(str)
@@ -380,9 +387,22 @@ def _variants(df) -> "Any":
             penalty = re.search(r"rate penalty ([0-9.eE+-]+)", note[i])
             variant[i] = learned_variant(float(init.group(1)) if init else float("nan"),
                                          float(penalty.group(1)) if penalty else 0.0)
+        # rows from before the variant column (schema 1, or typed by hand without a schema_version): the note
+        # said what they were
+        import pandas as pd
+
+        schema = pd.to_numeric(df["schema_version"], errors="coerce") if "schema_version" in df.columns else None
+        legacy = variant == ""
+        if schema is not None:
+            legacy &= ~(schema >= 2)
+        lowered = note.str.lower()
+        previous = legacy & (lowered.str.contains("previous", regex=False) | lowered.str.contains("prior work",
+                                                                                                 regex=False))
+        variant = variant.where(~previous, PREVIOUS)
+        variant = variant.where(~(legacy & ~previous & lowered.str.contains("baseline", regex=False)), BASELINE)
     return variant
 
 
-__all__ = ["AVGPOOL", "UNIFORM", "COLUMNS", "KEY", "LEARNED", "ResultRow", "SCHEMA_VERSION", "STATUSES", "append_rows",
+__all__ = ["AVGPOOL", "BASELINE", "PREVIOUS", "UNIFORM", "COLUMNS", "KEY", "LEARNED", "ResultRow", "SCHEMA_VERSION", "STATUSES", "append_rows",
            "learned_variant", "merge_pending", "pending_dir", "read_results", "save_row_outcomes", "write_pending"]
 

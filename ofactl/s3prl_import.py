@@ -60,12 +60,12 @@ def read_distiller(path: str | Path) -> tuple[StudentConfig, dict[str, Tensor], 
         OfactlError: the file is not a DistilHuBERT checkpoint of s3prl's distiller (one line naming what it
             holds), a variant ofactl cannot represent, or holds Python objects (refused unloaded).
     """
-    from ofactl.checkpoint import _torch_load
+    from ofactl.safe_load import torch_load
 
     path = Path(path)
     if not path.is_file():
         raise OfactlError(f"{path}: no such file", hint=_HINT)
-    obj = _torch_load(path, kind="an s3prl DistilHuBERT checkpoint")
+    obj = torch_load(path, kind="an s3prl DistilHuBERT checkpoint")
     if not isinstance(obj, dict) or "Distiller" not in obj or not isinstance(obj.get("Config"), dict):
         raise OfactlError(f"{path} is not an s3prl DistilHuBERT checkpoint: it holds {_describe(obj)}", hint=_HINT)
     distiller = obj["Config"].get("distiller")

@@ -276,9 +276,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: Progress | Non
 
     step, epoch, batch_in_epoch = 0, 0, 0
     if resume:
-        from ofactl.checkpoint import _torch_load
+        from ofactl.safe_load import torch_load
 
-        state = _torch_load(state_path, kind="an ofactl training state")
+        state = torch_load(state_path, kind="an ofactl training state")
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -56,9 +56,10 @@ def realistic_rows() -> list[ResultRow]:
         else:
             rows.append(row("ofa", "pr", "per", NAN, p, False, status="infeasible", note="CTC: more labels than frames"))
     rows.append(row("ofa", "ks", "accuracy", NAN, 640, True, status="failed", note="out of memory"))
-    rows.append(row("DistilHuBERT", "ks", "accuracy", 0.9598, 20, True, note="baseline", macs_per_second=3.56e9))
-    rows.append(row("DistilHuBERT", "pr", "per", 0.1627, 20, False, note="baseline", macs_per_second=3.56e9))
-    rows.append(row("Meng2022", "ks", "accuracy", 0.94, 90, True, note="previous work", macs_per_second=2.8e9))
+    rows.append(row("DistilHuBERT", "ks", "accuracy", 0.9598, 20, True, variant="baseline", macs_per_second=3.56e9))
+    rows.append(row("DistilHuBERT", "pr", "per", 0.1627, 20, False, variant="baseline", macs_per_second=3.56e9))
+    rows.append(row("Meng2022", "ks", "accuracy", 0.94, 90, True, variant="previous", note="Table 2",
+                    macs_per_second=2.8e9))
     rows.append(row("fixed90", "pr", "per", 0.2, 90, False, macs_per_second=2.8e9))  # one period: a baseline
     return rows
 
@@ -222,6 +223,27 @@ def test_classify_models_rule(results: Path) -> None:
     kinds = classify_models(read_results(results))
     assert kinds == {"DistilHuBERT": "baseline", "Meng2022": "previous", "fixed90": "baseline", "ofa": "ofa",
                      "ofa-short": "ofa"}
+
+
+def test_kinds_come_from_the_variant_not_the_note(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    rows = [row("ofa", "ks", "accuracy", 0.9 - p / 1e4, p, True, note="better than the previous baseline")
+            for p in (20, 90, 320)]
+    rows.append(row("paper", "ks", "accuracy", 0.94, 90, True, variant="previous"))
+    append_rows(path, rows)
+    assert classify_models(read_results(path)) == {"ofa": "ofa", "paper": "previous"}
+    # rows typed by hand (no schema_version) before the variant column: their note still says what they are
+    header = path.read_text().splitlines()[0].split(",")
+    legacy = dict.fromkeys(header, "")
+    legacy.update(model="old", task="ks", metric="accuracy", value="0.93", higher_is_better="true", split="test",
+                  status="ok", note="prior work (Table 3)", target_period_ms="90", seed="0", n_utterances="0")
+    legacy_baseline = {**legacy, "model": "fixed", "note": "a baseline", "value": "0.92"}
+    with path.open("a") as f:
+        for r in (legacy, legacy_baseline):
+            f.write(",".join(r[c] for c in header) + "\n")
+    df = read_results(path)
+    assert classify_models(df) == {"ofa": "ofa", "paper": "previous", "old": "previous", "fixed": "baseline"}
+    assert set(df.loc[df["model"] == "ofa", "variant"]) == {""}  # ofactl's own rows: the note is never read
 
 
 def test_pivot_table(results: Path) -> None:

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from ofactl.atomic import fsync_dir as _fsync_dir
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
 
 FORMAT = "ofactl.features"
 FORMAT_VERSION = 1
@@ -288,17 +288,12 @@ def _write_error(path: Path, err: OSError) -> OfactlError:
     return OfactlError(f"cannot write {path}: {err.strerror or err}")
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _read_part_meta(path: Path) -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             return json.loads(f.attrs[_PART_META])
     except (OSError, KeyError, ValueError, RuntimeError) as err:
-        raise OfactlError(f"part file {path} is unreadable ({_first_line(err)})",
+        raise OfactlError(f"part file {path} is unreadable ({first_line(err)})",
                           hint="delete it and run the same command again: its utterances will be redone") from None
 
 

@@ -11,12 +11,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
 from ofactl.features.files import (
     _PART_META,
     FORMAT,
     FORMAT_VERSION,
-    _first_line,
     _python,
     _tmp_path,
     parts_dir,
@@ -50,13 +49,13 @@ def open_features(path: str | os.PathLike[str]) -> h5py.File:
     try:
         f = h5py.File(p, "r")
     except (OSError, ValueError) as err:
-        raise OfactlError(f"{p} is not a readable HDF5 file ({_first_line(err)})", hint=unreadable_hint) from None
+        raise OfactlError(f"{p} is not a readable HDF5 file ({first_line(err)})", hint=unreadable_hint) from None
     try:
         try:
             keys = set(f.attrs.keys())
             fmt, complete = f.attrs.get("format"), bool(f.attrs.get("complete", False))
         except (OSError, KeyError, ValueError, RuntimeError) as err:
-            raise OfactlError(f"{p} is not a readable HDF5 file ({_first_line(err)})", hint=unreadable_hint) from None
+            raise OfactlError(f"{p} is not a readable HDF5 file ({first_line(err)})", hint=unreadable_hint) from None
         if _PART_META in keys:
             raise OfactlError(f"{p} is a part of an unfinished extraction, not a features file", hint=resume_hint)
         if fmt != FORMAT:
@@ -82,7 +81,7 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             attrs = {key: _python(value) for key, value in f.attrs.items()}
     except (OSError, KeyError, ValueError, RuntimeError) as err:
-        raise OfactlError(f"{path} is not a readable HDF5 file ({_first_line(err)})") from None
+        raise OfactlError(f"{path} is not a readable HDF5 file ({first_line(err)})") from None
     if isinstance(attrs.get("skipped"), str):
         attrs["skipped"] = json.loads(attrs["skipped"])
     for key in ("complete", "exact"):

@@ -17,14 +17,15 @@ front), :mod:`~ofactl.plot.figures` and :mod:`~ofactl.plot.tables`.
 
 Rules
 -----
-* **Kinds of model.**  A model is a *previous work* when a note of one of its
-  rows contains "previous" or "prior work"; a *baseline* when a note contains
-  "baseline", or when its rows (task ``profile`` aside) have one frame
+* **Kinds of model.**  A model is a *previous work* when one of its rows has
+  the variant ``previous``; a *baseline* when one has the variant
+  ``baseline`` (rows added by hand without a variant get one from their note,
+  see :func:`ofactl.results.read_results`), or when its rows (task ``profile`` aside) have one frame
   period per task (a fixed-rate model cannot draw a line; its measured
   period may differ a little from task to task).  Every other model is an
   *OFA model*, drawn as a line through its periods.  Baselines are drawn as
   ``x``, previous works as ``+``.  Rows of a learned lambda (``probe
-  --learn-lambda``, note "learned lambda ...") are drawn apart from their
+  --learn-lambda``, variant ``learned-...``) are drawn apart from their
   model's line, as a star named "<model>, learned λ".
 * **x.**  ``x="period"``: the row's ``measured_period_ms`` (its
   ``target_period_ms`` when not measured); log scale for KS, IC, SID and ER as

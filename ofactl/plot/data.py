@@ -77,13 +77,15 @@ LEARNED_SUFFIX = ", learned λ"
 
 def classify_models(df: "pd.DataFrame") -> dict[str, str]:
     """``{model: "ofa" | "baseline" | "previous"}`` by the rule in the module docstring."""
+    from ofactl.results import BASELINE, PREVIOUS
+
     kinds: dict[str, str] = {}
     rows = df[df["task"] != "profile"] if (df["task"] != "profile").any() else df
     for model, group in rows.groupby("model", sort=True):
-        notes = " ".join(str(n) for n in group["note"].fillna("")).lower()
-        if "previous" in notes or "prior work" in notes:
+        variants = set(group["variant"].fillna("").astype(str))
+        if PREVIOUS in variants:
             kinds[str(model)] = "previous"
-        elif "baseline" in notes:
+        elif BASELINE in variants:
             kinds[str(model)] = "baseline"
         else:
             periods = group["target_period_ms"].where(group["target_period_ms"].notna(), group["measured_period_ms"])

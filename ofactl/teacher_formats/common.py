@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
+from ofactl.safe_load import torch_load
 from ofactl.teacher import _SPEC_HINT, Teacher, TeacherConfig
 
 # --- reading files
@@ -43,48 +43,10 @@ def _safe_globals() -> list[Any]:
     return allowed
 
 
-def _first_line(exc: BaseException) -> str:
-    """A short one-line reason for ``exc``."""
-    text = str(exc).strip()
-    if "Weights only load failed" in text:
-        name = re.search(r"GLOBAL ([\w.]+)", text)
-        if name:
-            return f"it pickles a Python object ({name.group(1)}), which is not loaded for safety"
-        return "it is corrupt or pickles Python objects that are not loaded for safety"
-    line = text.splitlines()[0].split(". ")[0] if text else ""
-    if len(line) < 12:  # e.g. a bare KeyError / EOFError
-        line = f"{type(exc).__name__} {line}".strip()
-    return line[:200]
-
-
-_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # zip (torch >= 1.6) or a legacy pickle
-
-
 def _torch_load(path: Path) -> Any:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as exc:
-        raise OfactlError(f"cannot read {path}: {exc.strerror or exc}", hint=_SPEC_HINT) from exc
-    if not head:
-        raise OfactlError(f"cannot read {path}: the file is empty", hint=_SPEC_HINT)
-    if not head.startswith(_TORCH_MAGIC):
-        raise OfactlError(f"cannot read {path}: not a PyTorch or safetensors file", hint=_SPEC_HINT)
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is a user-facing error
-        reason = _first_line(exc)
-        hint = _SPEC_HINT
-        text = str(exc)
-        if "Weights only load failed" in text or "not loaded for safety" in text:
-            # never torch's own text: it suggests loading the file with weights_only=False
-            found = re.search(r"GLOBAL ([\w.]+)", text)
-            reason = (f"it holds Python objects ({found.group(1) if found else 'code'}) that ofactl does not allow; "
-                      "refused, nothing in it was loaded")
-            hint = ("re-save only the weights and config, in an environment you trust: "
-                    "torch.save({'model': ck['model'], 'cfg': ck['cfg']}, 'clean.pt')")
-        raise OfactlError(f"cannot read {path} as a checkpoint: {reason}", hint=hint) from None
+    return torch_load(path, kind="a checkpoint", hint=_SPEC_HINT, allowed_globals=_safe_globals(),
+                      refused_hint="re-save only the weights and config, in an environment you trust: "
+                                   "torch.save({'model': ck['model'], 'cfg': ck['cfg']}, 'clean.pt')")
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -105,7 +67,7 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # noqa: BLE001
-        raise OfactlError(f"cannot read {path} as safetensors: {_first_line(exc)}", hint=_SPEC_HINT) from exc
+        raise OfactlError(f"cannot read {path} as safetensors: {first_line(exc)}", hint=_SPEC_HINT) from exc
 
 
 def _read_weights_file(path: Path) -> Any:

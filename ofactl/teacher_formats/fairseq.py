@@ -10,9 +10,9 @@ from typing import Any, Callable, Mapping
 
 from torch import Tensor
 
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
 from ofactl.teacher import _SPEC_HINT, TeacherConfig
-from ofactl.teacher_formats.common import _first_line, _is_tensor_dict, _make_config
+from ofactl.teacher_formats.common import _is_tensor_dict, _make_config
 
 # --- fairseq
 
@@ -178,7 +178,7 @@ def _convert_fairseq(ckpt: Mapping[str, Any], path: Path) -> tuple[TeacherConfig
             layer_norm_first=bool(field("layer_norm_first")),
         )
     except (TypeError, ValueError) as exc:
-        raise OfactlError(f"{path}: bad fairseq model config: {_first_line(exc)}", hint=_SPEC_HINT) from exc
+        raise OfactlError(f"{path}: bad fairseq model config: {first_line(exc)}", hint=_SPEC_HINT) from exc
     config = _make_config(fields, path, "the checkpoint's cfg['model'] is inconsistent")
     converted: dict[str, Tensor] = {}
     for key, value in state.items():

@@ -8,10 +8,9 @@ from typing import Any
 
 from torch import Tensor
 
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
 from ofactl.teacher import _SPEC_HINT, TeacherConfig
 from ofactl.teacher_formats.common import (
-    _first_line,
     _is_tensor_dict,
     _make_config,
     _read_weights_file,
@@ -35,7 +34,7 @@ def _hf_config(path: Path) -> TeacherConfig:
     try:
         cfg = json.loads(config_file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OfactlError(f"cannot read {config_file}: {_first_line(exc)}", hint=_SPEC_HINT) from exc
+        raise OfactlError(f"cannot read {config_file}: {first_line(exc)}", hint=_SPEC_HINT) from exc
     if not isinstance(cfg, dict):
         raise OfactlError(f"{config_file} is not a JSON object", hint=_SPEC_HINT)
     model_type = cfg.get("model_type")
@@ -81,7 +80,7 @@ def _hf_config(path: Path) -> TeacherConfig:
     except KeyError as exc:
         raise OfactlError(f"{config_file}: missing field {exc.args[0]!r}", hint=_SPEC_HINT) from exc
     except (TypeError, ValueError) as exc:
-        raise OfactlError(f"{config_file}: {_first_line(exc)}", hint=_SPEC_HINT) from exc
+        raise OfactlError(f"{config_file}: {first_line(exc)}", hint=_SPEC_HINT) from exc
     return _make_config(fields, config_file, "fix config.json")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import Tensor
 
-from ofactl.errors import OfactlError
+from ofactl.errors import OfactlError, first_line
 from ofactl.teacher import (
     _CONFIG_FIELDS,
     _SPEC_HINT,
@@ -19,7 +19,6 @@ from ofactl.teacher import (
 )
 from ofactl.teacher_formats.common import (
     _TA_POS_CONV,
-    _first_line,
     _make_config,
     _pos_conv_weight,
     _strip_prefix,
@@ -40,7 +39,7 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(sidecar.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OfactlError(f"cannot read the teacher config sidecar {sidecar}: {_first_line(exc)}",
+        raise OfactlError(f"cannot read the teacher config sidecar {sidecar}: {first_line(exc)}",
                           hint="it must be a JSON object of TeacherConfig fields") from exc
     if not isinstance(data, dict):
         raise OfactlError(f"the teacher config sidecar {sidecar} must be a JSON object, found {type(data).__name__}")
