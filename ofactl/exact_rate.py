@@ -1,6 +1,6 @@
 """Exact-rate extraction: the lambda that gives one utterance exactly a target number of output frames.
 
-The target of an utterance at a frame period is :func:`exact_target_frames`
+The target of an utterance at a frame period is :func:`ofactl.period.exact_target_frames`
 (its duration over the period, rounded, at least one frame); the lambda is
 :func:`solve_exact_lambda`'s closed form (checked against the CIF's own
 count).  See :mod:`ofactl.calibrate` for the two sums the count depends on.
@@ -17,18 +17,7 @@ from torch import Tensor
 from ofactl.cif import FIRE_EPS, LAMBDA_MAX, modify_alpha
 from ofactl.errors import OfactlError
 
-__all__ = ["exact_target_frames", "solve_exact_lambda", "solve_exact_lambdas"]
-
-def exact_target_frames(duration_s: float, period_ms: float, n_frames_20ms: int) -> int:
-    """Frames that give an utterance the period ``period_ms``: ``round(duration_s * 1000 / period_ms)``
-    (halves up), clipped to ``[1, n_frames_20ms]``; 0 when the utterance has no 20 ms frame."""
-    if n_frames_20ms <= 0:
-        return 0
-    if not period_ms > 0:
-        raise ValueError(f"period_ms must be positive, found {period_ms}")
-    target = math.floor(duration_s * 1000.0 / period_ms + 0.5)
-    return int(min(max(target, 1), n_frames_20ms))
-
+__all__ = ["solve_exact_lambda", "solve_exact_lambdas"]
 
 def _lam_for_sum(total: float, sums: float, n_frames: int) -> float:
     """The lambda with ``sum_t a_t = total`` (closed form, ``0 < total <= T``)."""

@@ -23,7 +23,7 @@ import torch
 from ofactl.data.pipeline import Long, iter_batches
 from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
-from ofactl.period import FramePeriod, OperatingPoint
+from ofactl.period import FramePeriod, OperatingPoint, check_lambda
 from ofactl.progress import Progress
 
 if TYPE_CHECKING:
@@ -339,8 +339,7 @@ def extract_lambdas(
             attrs = _attrs(m, data, split, FramePeriod(lam.period_ms), which, n_layers, 1.0, False, uniform=True)
             run = _Run(Path(out), 1.0, None, attrs, uniform_ms=lam.period_ms)
         else:
-            if not 0.0 <= float(lam) < 2.0:
-                raise OfactlError(f"lambda must lie in [0, 2), found {lam}")
+            check_lambda(lam, "lambda")
             attrs = _attrs(m, data, split, None, which, n_layers, float(lam), False)
             run = _Run(Path(out), float(lam), None, attrs)
         if is_complete(out) and read_attrs(out).get("run_fingerprint") == run_fingerprint(attrs, dtype):

@@ -25,9 +25,9 @@ from torch import Tensor
 
 from ofactl.cif import cif, modify_alpha
 from ofactl.errors import OfactlError
-from ofactl.layers import SAMPLE_RATE, MaskedGroupNorm, conv_output_lengths, run_encoder
+from ofactl.layers import MaskedGroupNorm, conv_output_lengths, run_encoder
 from ofactl.model import OFAStudent
-from ofactl.period import FRAME_MS, FramePeriod, OperatingPoint
+from ofactl.period import FRAME_MS, SAMPLE_RATE, FramePeriod, OperatingPoint
 
 if TYPE_CHECKING:
     from ofactl.calibrate import Calibration
@@ -167,7 +167,8 @@ class OFAModel:
         ``floor(T * 20 / period)`` frames (at least one), the same number a
         calibrated lambda gives on average.
         """
-        from ofactl.exact_rate import exact_target_frames, solve_exact_lambdas
+        from ofactl.exact_rate import solve_exact_lambdas
+        from ofactl.period import exact_target_frames
 
         student = self.student
         features, frame_lengths, alpha = front
@@ -246,7 +247,8 @@ class OFAModel:
         with ``context_s`` seconds of context on each side (attention beyond
         that is cut: close to, not equal to, an unchunked run).
         """
-        from ofactl.exact_rate import exact_target_frames, solve_exact_lambda
+        from ofactl.exact_rate import solve_exact_lambda
+        from ofactl.period import exact_target_frames
 
         student = self.student
         fe = student.feature_extractor
@@ -371,7 +373,7 @@ class OFAModel:
         if sample_rate != SAMPLE_RATE:
             wave = resample(wave, sample_rate, SAMPLE_RATE)
         exact_ms = point.period.ms if exact else None
-        lam = point.lam_for(self)
+        lam = point.resolve(self)
         if wave.shape[0] > chunk_s * SAMPLE_RATE:
             return self.encode_long(wave, lam, exact_ms, layer, chunk_s=min(chunk_s, 30.0))
         lengths = torch.tensor([wave.shape[0]])

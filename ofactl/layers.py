@@ -29,13 +29,14 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ofactl.period import SAMPLE_RATE  # noqa: F401  (the model input rate; imported from here too)
+
 ConvSpec = Sequence[tuple[int, int, int]]
 """CNN layers as ``(out_channels, kernel_size, stride)``."""
 
 #: The wav2vec2 / HuBERT CNN: 320 samples (20 ms at 16 kHz) per output frame.
 WAV2VEC2_CONV: tuple[tuple[int, int, int], ...] = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
-SAMPLE_RATE = 16_000
 
 _ATTENTION_MASK_VALUE = -10_000.0  # additive; exp() underflows to exactly 0 in fp32
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ofactl.errors import OfactlError
+from ofactl.period import SAMPLE_RATE
 
 __all__ = ["write_cuts_manifest"]
 
@@ -64,7 +65,7 @@ def write_cuts_manifest(features: str | Path, data: str | Path, manifest: str | 
             cut = cuts[utt_id]
             n, dim = f[utt_id]["features"].shape
             feats = Features(type=FEATURES_TYPE, num_frames=int(n), num_features=int(dim), frame_shift=shift_s,
-                             sampling_rate=16000, start=float(cut.start), duration=float(cut.duration),
+                             sampling_rate=SAMPLE_RATE, start=float(cut.start), duration=float(cut.duration),
                              storage_type="numpy_hdf5", storage_path=str(features),
                              storage_key=f"{utt_id}/features", recording_id=cut.recording_id, channels=0)
             out.append(_with_features(cut, feats))

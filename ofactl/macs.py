@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ofactl.period import SAMPLE_RATE, exact_target_frames
+
 __all__ = ["COMPONENTS", "COMPONENT_LABELS", "INFERENCE_COMPONENTS", "count_macs", "inference_macs_per_second"]
 
 #: Components in pipeline order; every MAC of a forward pass belongs to one of them.
@@ -150,9 +152,9 @@ def inference_macs_per_second(student: nn.Module, period_ms: float, seconds: flo
     count, not on the audio); cached per model object, frame count and length,
     so a sweep pays for it once per period.
     """
-    samples = int(seconds * 16000)
+    samples = int(seconds * SAMPLE_RATE)
     t_frames = int(student.feature_extractor.output_lengths(torch.tensor([samples]))[0])
-    n_frames = max(1, min(t_frames, int(round(seconds * 1000.0 / max(float(period_ms), 1e-9)))))
+    n_frames = max(1, exact_target_frames(seconds, max(float(period_ms), 1e-9), t_frames))
     key = (id(student), n_frames, seconds)
     if key not in _MACS_CACHE:
         generator = torch.Generator().manual_seed(0)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ofactl.errors import OfactlError
 
-__all__ = ["FRAME_MS", "LAMBDA_MAX", "MIN_PERIOD_MS", "FramePeriod", "OperatingPoint", "parse_period_option"]
+__all__ = ["check_lambda", "exact_target_frames", "format_period", "FRAME_MS", "HOP_SAMPLES", "LAMBDA_MAX", "SAMPLE_RATE", "MIN_PERIOD_MS", "FramePeriod", "OperatingPoint", "parse_period_option"]
 
 #: Number, optional whitespace, optional unit word (anything alphabetic, checked below).
 _PERIOD_RE = re.compile(
@@ -167,11 +167,42 @@ def parse_period_option(value: str | FramePeriod | None) -> FramePeriod | None:
         raise typer.BadParameter(str(err)) from None
 
 
-#: The CNN's frame period (320 samples at 16 kHz): no operating point is finer.
-FRAME_MS = 20.0
+#: The time grid every model shares: audio at 16 kHz, one CNN frame per 320 samples (20 ms).  The one
+#: definition; everything else imports these.
+SAMPLE_RATE = 16_000
+HOP_SAMPLES = 320
+#: The CNN's frame period: no operating point is finer.
+FRAME_MS = 1000.0 * HOP_SAMPLES / SAMPLE_RATE
 MIN_PERIOD_MS = FRAME_MS
 #: lambda lies in [0, LAMBDA_MAX): 0 keeps every 20 ms frame, towards 2 one frame per utterance.
 LAMBDA_MAX = 2.0
+
+
+def format_period(ms: float) -> str:
+    """A period for people (tables, ranges): three significant digits, ms below one second: ``"20.3ms"``, ``"960ms"``, ``"1.24s"``."""
+    if not math.isfinite(ms):
+        return "-"
+    if abs(ms) < 999.5:
+        return f"{float(f'{ms:.3g}'):g}ms"
+    return f"{float(f'{ms / 1000:.3g}'):g}s"
+
+
+def exact_target_frames(duration_s: float, period_ms: float, n_frames_20ms: int) -> int:
+    """Frames that give an utterance the period ``period_ms``: ``round(duration_s * 1000 / period_ms)``
+    (halves up), clipped to ``[1, n_frames_20ms]``; 0 when the utterance has no 20 ms frame."""
+    if n_frames_20ms <= 0:
+        return 0
+    if not period_ms > 0:
+        raise ValueError(f"period_ms must be positive, found {period_ms}")
+    target = math.floor(duration_s * 1000.0 / period_ms + 0.5)
+    return int(min(max(target, 1), n_frames_20ms))
+
+
+def check_lambda(lam: float, name: str = "--lambda") -> float:
+    """``lam`` as a float when it lies in ``[0, LAMBDA_MAX)``; else one error line naming ``name``."""
+    if not 0.0 <= float(lam) < LAMBDA_MAX:
+        raise OfactlError(f"{name} must lie in [0, 2), found {lam}")
+    return float(lam)
 
 
 @dataclass(frozen=True)
@@ -199,8 +230,8 @@ class OperatingPoint:
             raise OfactlError("--exact needs --period (the frame period each utterance is cut to)")
         if self.period is not None and self.period.ms < MIN_PERIOD_MS:
             raise OfactlError(f"{self.period} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
-        if self.lam is not None and not 0.0 <= self.lam < LAMBDA_MAX:
-            raise OfactlError(f"--lambda must lie in [0, 2), found {self.lam}")
+        if self.lam is not None:
+            check_lambda(self.lam)
 
     @classmethod
     def of(cls, period: FramePeriod | str | None = None, lam: float | None = None, exact: bool = False) -> OperatingPoint:
@@ -208,12 +239,19 @@ class OperatingPoint:
         p = FramePeriod.parse(period) if isinstance(period, str) else period
         return cls(p, None if lam is None else float(lam), bool(exact))
 
-    def lam_for(self, model) -> float | None:
+    def resolve(self, model) -> float | None:
         """The lambda to run ``model`` at (None in exact mode: solved per utterance); a period goes through the
         model's calibration (``model.lam_for``)."""
         if self.exact:
             return None
         return self.lam if self.lam is not None else float(model.lam_for(self.period))
+
+    def frames_for(self, duration_s: float, n_frames_20ms: int) -> int:
+        """The frames an utterance of ``duration_s`` seconds (``n_frames_20ms`` CNN frames) gets at this period in
+        exact mode: :func:`exact_target_frames`."""
+        if self.period is None:
+            raise ValueError("a lambda has no frame count of its own; give a period")
+        return exact_target_frames(duration_s, self.period.ms, n_frames_20ms)
 
     @property
     def tag(self) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ofactl.config import from_dict
 from ofactl.errors import OfactlError
+from ofactl.period import check_lambda
 
 __all__ = ["DataConfig", "OptimConfig", "PretrainConfig", "load_pretrain_config"]
 
@@ -70,10 +71,12 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if not 0.0 <= self.lambda_max < 2.0:
-            problems.append(f"lambda_max must lie in [0, 2), found {self.lambda_max}")
-        if self.fixed_lambda is not None and not 0.0 <= self.fixed_lambda < 2.0:
-            problems.append(f"fixed_lambda must lie in [0, 2), found {self.fixed_lambda}")
+        for name, value in (("lambda_max", self.lambda_max), ("fixed_lambda", self.fixed_lambda)):
+            try:
+                if value is not None:
+                    check_lambda(value, name)
+            except OfactlError as err:
+                problems.append(err.message)
         if self.steps < 1 or self.accumulate < 1 or self.save_every < 1:
             problems.append("steps, accumulate and save_every must be >= 1")
         if self.precision not in ("auto", "bf16", "fp32"):

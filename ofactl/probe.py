@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ofactl.errors import OfactlError
-from ofactl.period import FramePeriod
+from ofactl.period import FRAME_MS, FramePeriod
 from ofactl.progress import Progress
 from ofactl.results import ResultRow
 from ofactl.stream import Stored, average_pool, close_handles, pooled_length, stored_lengths
@@ -164,7 +164,7 @@ def resolve_period(model, period: FramePeriod | str | None, lam: float | None) -
     from ofactl.period import OperatingPoint
 
     point = OperatingPoint.of(period, lam)
-    return point.period, point.lam_for(model)
+    return point.period, point.resolve(model)
 
 
 def prepare(
@@ -352,7 +352,7 @@ def rows_for(prep: Prepared, outcome: ProbeResult | None, *, seed: int, lr: floa
         from ofactl.macs import inference_macs_per_second
 
         # average pooling runs the whole 20 ms model and pools afterwards
-        period_ms = 20.0 if prep.pooling == "avg" else prep.measured_period_ms
+        period_ms = FRAME_MS if prep.pooling == "avg" else prep.measured_period_ms
         macs_per_second = inference_macs_per_second(prep.model.student, period_ms)
     common = dict(model=model_label(prep.model, prep.pooling), model_sha256=prep.model.model_sha256, task=task.name,
                   lam=prep.lam if prep.pooling == "cif" else None, target_period_ms=prep.target_period_ms,

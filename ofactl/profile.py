@@ -40,7 +40,7 @@ the utterance length: that is ``duration_s`` (10 s by default).
 Frame periods and lambda
 ------------------------
 The MACs at a period ``p`` are the MACs at ``N = round(duration_s / p)``
-output frames (:func:`ofactl.exact_rate.exact_target_frames`): the lambda that
+output frames (:func:`ofactl.period.exact_target_frames`): the lambda that
 gives exactly ``N`` frames on the profiling audio is solved in closed form
 (:func:`ofactl.exact_rate.solve_exact_lambda`), so the count is exactly at the
 period asked for, for trained and random models alike (a random model's alpha
@@ -76,9 +76,8 @@ import torch
 from torch import Tensor, nn
 
 from ofactl.errors import OfactlError
-from ofactl.layers import SAMPLE_RATE
 from ofactl.macs import COMPONENT_LABELS, COMPONENTS, INFERENCE_COMPONENTS, count_macs
-from ofactl.period import FramePeriod
+from ofactl.period import FRAME_MS, SAMPLE_RATE, FramePeriod, OperatingPoint
 from ofactl.progress import Progress
 
 __all__ = [
@@ -280,9 +279,7 @@ def parse_periods(text: str | Sequence[str | float | FramePeriod]) -> list[Frame
             p = item
         else:
             p = FramePeriod(float(item))
-        if p.ms < 20.0:
-            raise OfactlError(f"{p} is below 20ms, the CNN's frame period", hint="ask for 20ms or more")
-        periods.append(p)
+        periods.append(OperatingPoint.of(p).period)  # checked once, there (20 ms at least)
     if not periods:
         raise OfactlError("no frame period given", hint="e.g. --periods 20ms,90ms,960ms")
     return sorted(set(periods))
@@ -333,7 +330,7 @@ def profile_model(
         OfactlError: a bad period, a period outside the model's calibrated
             range, or a model that cannot be loaded.
     """
-    from ofactl.exact_rate import exact_target_frames
+    from ofactl.period import exact_target_frames
     from ofactl.distributed import resolve_device
     from ofactl.inference import require_model
     from ofactl.model import OFAStudent, StudentConfig
@@ -386,7 +383,7 @@ def profile_model(
     if t_frames < 1:
         raise OfactlError(f"{duration_s:g} s of audio is shorter than one CNN frame", hint="use --seconds 1 or more")
 
-    all_ms = sorted({p.ms for p in asked} | set(reduction_periods) | {20.0})
+    all_ms = sorted({p.ms for p in asked} | set(reduction_periods) | {FRAME_MS})
     frames = {ms: exact_target_frames(duration_s, ms, t_frames) for ms in all_ms}
     frames[0.0] = t_frames  # the uncompressed baseline: every 20 ms frame
     order = sorted(set(frames.values()), reverse=True)

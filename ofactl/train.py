@@ -33,7 +33,7 @@ from ofactl.atomic import atomic_write
 from ofactl.config import save_yaml, to_plain
 from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
-from ofactl.layers import SAMPLE_RATE
+from ofactl.period import SAMPLE_RATE
 from ofactl.pretrain_config import PretrainConfig
 from ofactl.progress import Progress
 

@@ -22,7 +22,8 @@ from ofactl.calibrate import (
     frame_counts,
 )
 from ofactl.cli.calibration_table import render_table
-from ofactl.exact_rate import exact_target_frames, solve_exact_lambda, solve_exact_lambdas
+from ofactl.exact_rate import solve_exact_lambda, solve_exact_lambdas
+from ofactl.period import exact_target_frames
 from ofactl.cif import FIRE_EPS, cif, modify_alpha
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod

@@ -19,7 +19,7 @@ import torch
 
 import ofactl
 from ofactl.calibrate import Calibration
-from ofactl.exact_rate import exact_target_frames
+from ofactl.period import exact_target_frames
 from ofactl.checkpoint import save_model
 from ofactl.errors import OfactlError
 from ofactl.calibrate import measure_calibration

@@ -149,6 +149,12 @@ def test_operating_point_is_validated_once_for_every_command():
         def lam_for(self, period):
             return period.ms / 100
 
-    assert OperatingPoint.of("90ms").lam_for(Calibrated()) == 0.9
-    assert OperatingPoint.of(lam=1.5).lam_for(Calibrated()) == 1.5
-    assert OperatingPoint.of("90ms", exact=True).lam_for(Calibrated()) is None  # solved per utterance
+    assert OperatingPoint.of("90ms").resolve(Calibrated()) == 0.9
+    assert OperatingPoint.of(lam=1.5).resolve(Calibrated()) == 1.5
+    assert OperatingPoint.of("90ms", exact=True).resolve(Calibrated()) is None  # solved per utterance
+    # exact mode's frame count: round(duration / period), halves up, clipped to [1, CNN frames]
+    exact = OperatingPoint.of("90ms", exact=True)
+    assert [exact.frames_for(d, 500) for d in (0.045, 0.0449, 0.135, 1.0, 100.0)] == [1, 1, 2, 11, 500]
+    assert exact.frames_for(1.0, 0) == 0
+    with pytest.raises(ValueError):
+        OperatingPoint.of(lam=1.0).frames_for(1.0, 50)

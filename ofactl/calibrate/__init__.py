@@ -36,7 +36,8 @@ from __future__ import annotations
 from ofactl.calibrate.build import LAM_END, build_calibration
 from ofactl.calibrate.counts import AlphaStats, alpha_stats, frame_counts
 from ofactl.calibrate.measure import CalibrationRun, measure_calibration
-from ofactl.calibrate.table import CALIBRATION_FILE, CALIBRATION_FORMAT_VERSION, Calibration, format_period
+from ofactl.calibrate.table import CALIBRATION_FILE, CALIBRATION_FORMAT_VERSION, Calibration
+from ofactl.period import format_period
 from ofactl.period import FRAME_MS
 
 __all__ = [

@@ -16,22 +16,13 @@ import numpy as np
 from ofactl import __version__
 from ofactl.cif import LAMBDA_MAX
 from ofactl.errors import OfactlError
-from ofactl.period import FRAME_MS, FramePeriod
+from ofactl.period import FRAME_MS, FramePeriod, format_period
 
 CALIBRATION_FILE = "calibration.json"  # == ofactl.checkpoint.CALIBRATION_FILE
 CALIBRATION_FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------- the table
-
-
-def format_period(ms: float) -> str:
-    """Three significant digits, ms below one second: ``"20.3ms"``, ``"960ms"``, ``"1.24s"``."""
-    if not math.isfinite(ms):
-        return "-"
-    if abs(ms) < 999.5:
-        return f"{float(f'{ms:.3g}'):g}ms"
-    return f"{float(f'{ms / 1000:.3g}'):g}s"
 
 
 def _now() -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from rich.table import Table
 
-from ofactl.calibrate import Calibration, format_period
+from ofactl.calibrate import Calibration
+from ofactl.period import format_period
 
 _SHOWN_LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 1.9, 1.95, 1.98, 1.99, 1.995, 1.999, 1.9999)
 

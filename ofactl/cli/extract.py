@@ -11,27 +11,15 @@ from rich.markup import escape
 
 from ofactl.cli import precheck
 from ofactl.cli.app import app
+from ofactl.cli.problems import report_skipped
 from ofactl.cli.options import (
     DeviceOption, IdFromOption, LambdaOption, LayoutOption, ModelOption, PeriodOption, PrecisionOption, QuietOption,
     SplitOption,
 )
-from ofactl.data.problems import Problem
 from ofactl.errors import OfactlError
 from ofactl.period import FramePeriod
 from ofactl.progress import ProgressLine
 
-
-
-def report_skipped(problems: "list[Problem]", limit: int = 20) -> None:
-    """Print each left-out file (path: reason) on stderr, as one warning block."""
-    if not problems:
-        return
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
-    console.print(f"[yellow]warning:[/] {len(problems)} file(s) left out:")
-    for p in problems[:limit]:
-        console.print(f"  {p.path}: {p.reason} ({p.detail})")
-    if len(problems) > limit:
-        console.print(f"  ... and {len(problems) - limit} more (`ofactl data inspect` lists them all)")
 
 
 @app.command()
@@ -141,10 +129,7 @@ def extract(
                + f" ({result.precision}, {result.audio_s / max(result.seconds, 1e-9):.0f} audio-s/s this run)")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    if result.skipped:
-        console.print(f"[yellow]warning:[/] {len(result.skipped)} file(s) skipped (recorded in the `skipped` attribute):")
-        for s in result.skipped[:20]:
-            console.print(f"  {s.path or s.id}: {s.reason}: {s.detail}", highlight=False)
+    report_skipped(result.skipped, verb="skipped (recorded in the `skipped` attribute)")
     if lhotse_manifest is not None:
         from ofactl.lhotse_io import write_cuts_manifest
 

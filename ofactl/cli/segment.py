@@ -57,7 +57,7 @@ def segment(
         from ofactl.teacher import load_teacher
 
         corpus = probe(read_corpus(data, layout, split=split))
-        from ofactl.cli.extract import report_skipped
+        from ofactl.cli.problems import report_skipped
 
         model = load_teacher(teacher, device=resolve_device(device))
         kwargs = dict(layer=layer, n_clusters=clusters, smoothing=smoothing, seed=seed, precision=precision)

@@ -51,7 +51,7 @@ def train_command(
                f"{result.first_loss.get('ctc', float('nan')):.2f} -> {result.last_loss.get('ctc', float('nan')):.2f}, "
                f"dev PER {per} ({result.dev_utterances} utterances)")
     if result.problems:
-        from ofactl.cli.extract import report_skipped
+        from ofactl.cli.problems import report_skipped
 
         report_skipped(result.problems)
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from ofactl.data.problems import AUDIO_REASONS, Problem
 from ofactl.errors import OfactlError
+from ofactl.period import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 #: Extensions treated as audio when scanning directories.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".aiff", ".aif")
 #: Peak amplitude under which a file counts as silent (a warning, not an error).

@@ -30,13 +30,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ofactl.data.audio import SAMPLE_RATE, AudioError, load_audio
+from ofactl.data.audio import AudioError, load_audio
 from ofactl.data.batching import BucketBatchSampler
 from ofactl.data.problems import Problem
+from ofactl.period import HOP_SAMPLES, SAMPLE_RATE  # crop starts are whole CNN frames: segments crop by frames
 from ofactl.progress import Progress
-
-#: Crop starts are multiples of the CNN hop (one 20 ms frame), so guidance segments crop by whole frames.
-HOP_SAMPLES = 320
 
 
 @dataclass(frozen=True)

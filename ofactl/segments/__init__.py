@@ -26,9 +26,8 @@ A :class:`SegmentTable` is saved as a small text file::
 
 from ofactl.segments.alignments import FORMATS, import_alignments, time_to_end_frame
 from ofactl.segments.codes import compute_segments, dp_segment, fit_kmeans, segment_costs
-from ofactl.segments.table import (
-    DEFAULT_SMOOTHING, FRAME_PERIOD_MS, HOP_SAMPLES, MAX_SEGMENT_FRAMES, WINDOW_SAMPLES, SegmentTable,
-)
+from ofactl.period import HOP_SAMPLES
+from ofactl.segments.table import DEFAULT_SMOOTHING, FRAME_PERIOD_MS, MAX_SEGMENT_FRAMES, WINDOW_SAMPLES, SegmentTable
 
 __all__ = [
     "DEFAULT_SMOOTHING",

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from ofactl.errors import OfactlError
-from ofactl.segments.table import HOP_SAMPLES, WINDOW_SAMPLES, SAMPLE_RATE, SegmentTable
+from ofactl.period import HOP_SAMPLES, SAMPLE_RATE
+from ofactl.segments.table import WINDOW_SAMPLES, SegmentTable
 
 
 # --------------------------------------------------------------------------------------------- alignments

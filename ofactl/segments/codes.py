@@ -10,8 +10,8 @@ import numpy as np
 
 from ofactl.errors import OfactlError
 from ofactl.progress import Progress
-from ofactl.segments.table import (DEFAULT_SMOOTHING, HOP_SAMPLES, MAX_SEGMENT_FRAMES,
-                                   SAMPLE_RATE, SegmentTable, _check_id)
+from ofactl.period import HOP_SAMPLES, SAMPLE_RATE
+from ofactl.segments.table import DEFAULT_SMOOTHING, MAX_SEGMENT_FRAMES, SegmentTable, _check_id
 
 
 # --------------------------------------------------------------------------------------------- k-means + DP

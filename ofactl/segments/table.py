@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 
 from ofactl.data.problems import Problem
+from ofactl.period import FRAME_MS
 from ofactl.errors import OfactlError
 
-FRAME_PERIOD_MS = 20
-SAMPLE_RATE = 16_000
-HOP_SAMPLES = 320
+FRAME_PERIOD_MS = round(FRAME_MS)  # the header says "20"
 WINDOW_SAMPLES = 400
 #: Longest segment :func:`dp_segment` forms (50 frames = 1 s; longer stretches,
 #: e.g. long silences, are split).  Phones are far shorter; the cap bounds the

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ofactl.errors import OfactlError
-from ofactl.period import FramePeriod
+from ofactl.period import MIN_PERIOD_MS, FramePeriod, check_lambda
 from ofactl.results import read_results
 from ofactl.sweep.jobs import SweepJob
 from ofactl.tasks import Task, get_task
@@ -18,7 +18,7 @@ from ofactl.tasks import Task, get_task
 
 def default_periods(calibration, n: int = 6) -> list[FramePeriod]:
     """``n`` log-spaced periods from 20 ms (or the calibrated minimum) to the calibrated maximum."""
-    lo = max(20.0, calibration.min_period_ms)
+    lo = max(MIN_PERIOD_MS, calibration.min_period_ms)
     hi = calibration.max_period_ms
     if hi <= lo * 1.01:
         return [FramePeriod(round(lo, 1))]
@@ -109,9 +109,9 @@ def plan_sweep(
     if periods is not None and lambdas is not None:
         raise OfactlError("give --periods or --lambdas, not both")
     if lambdas is not None:
-        bad = [lam for lam in lambdas if not 0.0 <= float(lam) < 2.0]
-        if bad or not lambdas:
-            raise OfactlError(f"--lambdas must lie in [0, 2), found {', '.join(map(str, bad)) or 'none'}")
+        if not lambdas:
+            raise OfactlError("--lambdas is empty", hint="e.g. --lambdas 0.5,1")
+        lambdas = [check_lambda(lam, "--lambdas") for lam in lambdas]
         if pooling != "cif":
             raise OfactlError(f"--pooling {pooling} is asked by --periods, not --lambdas")
         points: list[tuple[FramePeriod | None, float | None]] = [(None, float(lam)) for lam in lambdas]

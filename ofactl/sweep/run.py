@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ofactl.errors import OfactlError, first_line
-from ofactl.period import FramePeriod
+from ofactl.period import MIN_PERIOD_MS, FramePeriod
 from ofactl.progress import Progress
 from ofactl.results import ResultRow
 from ofactl.sweep.jobs import _MODELS, _PREPARED, SweepJob, _failed_rows, _read_candidate, jobs_dir, run_job
@@ -198,7 +198,7 @@ def _extract_points(plan: SweepPlan, say) -> None:
         if plan.pooling == "avg":
             wanted[period_tag(None, 0.0)] = 0.0  # one 20 ms file, pooled to every period when read
         elif plan.pooling == "uniform":
-            if p is not None and p >= 20.0:
+            if p is not None and p >= MIN_PERIOD_MS:
                 wanted[uniform_tag(FramePeriod(p))] = Uniform(p)
         else:
             try:
