@@ -221,8 +221,10 @@ def extract_features(
     if uniform and (p is None or exact):
         raise OfactlError("uniform pooling needs --period (and not --exact)")
     env = D.setup(str(m.device))
-    if p is not None and not exact:
-        lam = 1.0 if uniform else m.lam_for(p)
+    if uniform:
+        lam = 1.0  # the CIF with equal weights (OFAModel.encode_back), no calibration needed
+    elif not exact:
+        lam = point.resolve(m)
     which = parse_layer(layer, len(m.student.encoder.transformer.layers))
     n_layers = len(m.student.encoder.transformer.layers)
     attrs = _attrs(m, data, split, p, which, n_layers, lam, exact, uniform)

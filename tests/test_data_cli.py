@@ -111,7 +111,7 @@ def test_problem_paths_are_never_cut_in_a_narrow_pipe(tmp_path):
     root and wrapped, never ellipsised."""
     from rich.console import Console
 
-    from ofactl.data.inspect import render
+    from ofactl.cli.inspect_report import render
 
     root = tmp_path / "corpus"
     deep = root / "a_rather_long_folder_name_for_speaker_one" / "and_a_long_chapter_folder_name_too"

@@ -26,7 +26,8 @@ def inspect_command(
     quiet: QuietOption = False,
 ) -> None:
     """Layout, utterances and hours per split, label counts, and every problem found."""
-    from ofactl.data.inspect import inspect_corpus, render
+    from ofactl.cli.inspect_report import render
+    from ofactl.data.inspect import inspect_corpus
 
     options = {"id_from": id_from} if id_from is not None else {}
     with ProgressLine("reading headers", enabled=not (quiet or json_output)) as bar:
