@@ -3,8 +3,8 @@
     >>> c = compare_runs("results.csv", "ks", "ofa-lmax2@35ms", "fixed-lam1")
     >>> c.difference.diff, c.difference.low, c.difference.high, c.verdict
 
-A *run* is selected by ``MODEL[@POINT]`` among the ``ok`` test rows of one
-task (all its seeds):
+A *run* is selected by ``MODEL[@POINT][:PRECISION]`` among the ``ok`` test
+rows of one task (all its seeds):
 
 * ``MODEL`` alone: the model's only point for the task (an error lists the
   points when it has several);
@@ -14,7 +14,9 @@ task (all its seeds):
   --learn-lambda``), by its variant;
 * ``@best``: the model's grid point (a period or lambda, not learned) with the
   best *dev* score of the task's primary metric, mean over seeds: the grid's
-  best chosen without looking at test.
+  best chosen without looking at test;
+* ``:bf16`` / ``:fp32``: the rows of that precision, where a point was run in
+  both (e.g. ``ofa@90ms:fp32`` against ``ofa@90ms:bf16``).
 
 Both runs are scored on the utterances they share (from their per-utterance
 outcome files) with one paired bootstrap (:func:`ofactl.stats.paired_difference`).
@@ -37,21 +39,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """``MODEL[@POINT]`` as typed."""
+    """``MODEL[@POINT][:PRECISION]`` as typed."""
 
     model: str
     point: str | None = None
+    precision: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> "RunSpec":
+        from ofactl.precision import PRECISIONS
+
         text = text.strip()
         if not text or text.startswith("@"):
             raise OfactlError(f"cannot read the run {text!r}", hint="write MODEL or MODEL@POINT, e.g. ofa-lmax2@90ms")
+        rest, colon, precision = text.rpartition(":")
+        if colon and precision.strip() in PRECISIONS and precision.strip() != "auto" and rest.strip():
+            text, precision = rest, precision.strip()
+        else:
+            precision = None
         model, _, point = text.partition("@")
-        return cls(model.strip(), point.strip() or None)
+        return cls(model.strip(), point.strip() or None, precision)
 
     def __str__(self) -> str:
-        return self.model + (f"@{self.point}" if self.point else "")
+        return self.model + (f"@{self.point}" if self.point else "") + (f":{self.precision}" if self.precision else "")
 
 
 def point_name(variant: str, target_period_ms: float | None, lam: float | None) -> str:
@@ -106,9 +116,12 @@ def select_run(df: "pd.DataFrame", results: str | Path, task: str, spec: RunSpec
     mine = df[(df["task"] == task) & (df["model"] == spec.model)]
     if layer is not None:
         mine = mine[mine["layer"].astype(str) == str(layer)]
+    if spec.precision is not None:
+        mine = mine[mine["precision"].astype(str) == spec.precision]
     if mine.empty:
         models = sorted(set(df.loc[df["task"] == task, "model"].astype(str)))
-        raise OfactlError(f"no {task} rows for model {spec.model!r}" + (f" at layer {layer}" if layer else ""),
+        where = "".join([f" at layer {layer}" if layer else "", f" in {spec.precision}" if spec.precision else ""])
+        raise OfactlError(f"no {task} rows for model {spec.model!r}{where}",
                           hint=f"models with {task} rows: {', '.join(models) or 'none'}")
     mine = mine.assign(point=_points(mine))
     test = mine[(mine["split"] == "test") & (mine["metric"] == metric)]
@@ -137,10 +150,13 @@ def select_run(df: "pd.DataFrame", results: str | Path, task: str, spec: RunSpec
             raise OfactlError(f"model {spec.model} has no {task} {metric} test row at {point}",
                               hint=f"its points: {have}")
         test = matched
-    groups = sorted(set(zip(test["point"], test["layer"].astype(str))))
+    # one run: one point, layer and precision (seeds of fp32 and bf16 features are never pooled)
+    groups = sorted(set(zip(test["point"], test["layer"].astype(str), test["precision"].astype(str))))
     if len(groups) > 1:
         layers = {g[1] for g in groups}
-        options = ", ".join(f"{spec.model}@{p}" + (f" (layer {lay})" if len(layers) > 1 else "") for p, lay in groups)
+        precisions = {g[2] for g in groups}
+        options = ", ".join(f"{spec.model}@{p}" + (f":{prec}" if len(precisions) > 1 else "")
+                            + (f" (layer {lay})" if len(layers) > 1 else "") for p, lay, prec in groups)
         raise OfactlError(f"{spec} names {len(groups)} runs of {task}",
                           hint=f"give one: {options}" + (" and --layer" if len(layers) > 1 else ""))
     if test.empty:
@@ -155,7 +171,7 @@ def select_run(df: "pd.DataFrame", results: str | Path, task: str, spec: RunSpec
         raise OfactlError(f"{spec}: its {task} rows have no per-utterance outcomes (written by ofactl 0.1?)",
                           hint="re-run the point with this ofactl to compare it")
     outcomes = [load_outcomes(resolve_outcomes_path(results, ref)) for ref in refs]
-    label = f"{spec.model}@{groups[0][0]}"
+    label = f"{spec.model}@{groups[0][0]}" + (f":{groups[0][2]}" if groups[0][2] != "fp32" or spec.precision else "")
     return Run(spec, label, groups[0][0], ok, outcomes, note)
 
 

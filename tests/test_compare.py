@@ -23,11 +23,13 @@ runner = CliRunner()
 N = 400
 
 
-def _rows(model, correct, *, period=None, lam=None, seed=0, variant="", dev=None, status="ok", task="ks", ids=None):
+def _rows(model, correct, *, period=None, lam=None, seed=0, variant="", dev=None, status="ok", task="ks", ids=None,
+          precision="fp32"):
     ids = ids or [f"u{i:04d}" for i in range(len(correct))]
     out = Outcomes(task, ids, {"correct": np.asarray(correct, float), "n": np.ones(len(ids))})
     common = dict(model=model, task=task, lam=lam, target_period_ms=period, measured_period_ms=period or 40.0,
-                  seed=seed, variant=variant, status=status, layer="last", higher_is_better=True, metric="accuracy")
+                  seed=seed, variant=variant, status=status, layer="last", higher_is_better=True, metric="accuracy",
+                  precision=precision)
     value = float(np.mean(correct)) if status == "ok" else float("nan")
     test = ResultRow(value=value, split="test", n_utterances=len(ids), per_utterance=out if status == "ok" else None,
                      **common)
@@ -57,6 +59,10 @@ def table(tmp_path):
 def test_specs_parse():
     assert RunSpec.parse("ofa-lmax2@90ms") == RunSpec("ofa-lmax2", "90ms")
     assert RunSpec.parse(" fixed-lam1 ") == RunSpec("fixed-lam1", None)
+    assert RunSpec.parse("ofa@90ms:bf16") == RunSpec("ofa", "90ms", "bf16")
+    assert RunSpec.parse("ofa:fp32") == RunSpec("ofa", None, "fp32")
+    assert RunSpec.parse("host:ofa@90ms") == RunSpec("host:ofa", "90ms")  # a colon that names no precision
+    assert str(RunSpec("ofa", "lambda=1", "bf16")) == "ofa@lambda=1:bf16"
     with pytest.raises(OfactlError):
         RunSpec.parse("@90ms")
 
@@ -76,6 +82,23 @@ def test_a_clear_difference_and_the_dev_best_point(table):
     assert best.a.point == "20ms" and "best on dev accuracy among 3 point(s)" in best.a.note
     eq = compare_runs(table, "ks", "ofa@35ms", "fixed", margin=0.05)
     assert eq.difference.equivalent is True and "equivalent within ±0.05" in eq.verdict
+
+
+def test_fp32_and_bf16_rows_of_one_point_are_two_runs(tmp_path):
+    rng = np.random.default_rng(1)
+    hard = rng.random(N)
+    path = tmp_path / "r.csv"
+    rows = _rows("ofa", hard < 0.80, period=90.0) + _rows("ofa", hard < 0.79, period=90.0, precision="bf16")
+    rows += _rows("ofa", hard < 0.60, period=90.0, precision="bf16", seed=1)
+    append_rows(path, rows)
+    with pytest.raises(OfactlError) as err:
+        compare_runs(path, "ks", "ofa@90ms", "ofa@90ms:bf16")  # mixing them would pool fp32 and bf16 seeds
+    assert "2 runs" in err.value.message and "ofa@90ms:bf16" in err.value.hint and "ofa@90ms:fp32" in err.value.hint
+    c = compare_runs(path, "ks", "ofa@90ms:fp32", "ofa@90ms:bf16")
+    assert c.a.label == "ofa@90ms:fp32" and c.b.label == "ofa@90ms:bf16" and c.b.seeds == [0, 1] and c.a.seeds == [0]
+    assert c.a_interval.value == pytest.approx(float(np.mean(hard < 0.80)))
+    with pytest.raises(OfactlError, match="in bf16"):
+        compare_runs(path, "ks", "fixed:bf16", "ofa@90ms:fp32")
 
 
 def test_learned_runs_by_variant(table):

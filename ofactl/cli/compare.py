@@ -15,9 +15,11 @@ from ofactl.cli.options import JsonOption
 def compare(
     results: Annotated[Path, typer.Argument(metavar="RESULTS", help="The results table (CSV).", show_default=False)],
     task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", show_default=False, help="The task.")],
-    a: Annotated[str, typer.Option("--a", metavar="MODEL[@POINT]", show_default=False,
-                                   help="Run A: a model, at a period (90ms), lambda=X, learned[-initX] or best.")],
-    b: Annotated[str, typer.Option("--b", metavar="MODEL[@POINT]", show_default=False, help="Run B, as --a.")],
+    a: Annotated[str, typer.Option("--a", metavar="MODEL[@POINT][:PREC]", show_default=False,
+                                   help="Run A: a model, at a period (90ms), lambda=X, learned[-initX] or best; "
+                                        ":fp32 or :bf16 where the point was run in both.")],
+    b: Annotated[str, typer.Option("--b", metavar="MODEL[@POINT][:PREC]", show_default=False,
+                                   help="Run B, as --a.")],
     metric: Annotated[Optional[str], typer.Option("--metric", metavar="NAME", show_default=False,
                                                   help="Metric (default: the task's primary one).")] = None,
     margin: Annotated[Optional[float], typer.Option(
