@@ -7,7 +7,9 @@
   (goal 100%) and the smallest per-frame cosine similarity (goal >= 0.999).
 * A pretraining step (student forward at lambda ~ U[0, 2), a teacher of
   HuBERT Base's shapes in fp32, losses, backward, AdamW) at batch 8 x 4 s:
-  bf16 / fp32 (goal <= 0.6x).
+  bf16 / fp32 (goal <= 0.6x); the same with the teacher in bf16 too (the
+  config's opt-in ``teacher_precision: bf16``), and how close a bf16
+  teacher's target layers stay to fp32's (smallest cosine, every frame).
 
 The machine's CPU decides what bf16 can gain: AMX and AVX512-BF16 compute it
 natively; without them the ratios show the cost of emulation.  Measure on a
@@ -94,13 +96,43 @@ def pretraining(preset: str, steps: int, batch: int, seconds: float, log: Callab
     warmup = 1
     t32, _ = run_steps(preset, batches, lams, warmup, precision="fp32")
     t16, _ = run_steps(preset, batches, lams, warmup, precision="bf16")
-    log(f"pretraining step ({preset}, teacher in fp32, {batch} x {seconds:g} s, {steps - warmup} "
-        f"timed steps): fp32 {1e3 * t32:.0f} ms, bf16 {1e3 * t16:.0f} ms, ratio {t16 / t32:.2f}x")
+    both, _ = run_steps(preset, batches, lams, warmup, precision="bf16", teacher_precision="bf16")
+    log(f"pretraining step ({preset}, {batch} x {seconds:g} s, {steps - warmup} timed steps): fp32 "
+        f"{1e3 * t32:.0f} ms; bf16 student, fp32 teacher (the default) {1e3 * t16:.0f} ms, ratio {t16 / t32:.2f}x; "
+        f"bf16 student and teacher (teacher_precision: bf16) {1e3 * both:.0f} ms, ratio {both / t32:.2f}x")
+    cosine = teacher_agreement(preset, batches[0])
+    log(f"teacher targets in bf16 against fp32 ({preset} teacher, its target layers, every valid frame): "
+        f"min cosine {cosine:.5f}")
     return [
         at_most("precision", "precision.pretrain_step", f"pretraining step, bf16 / fp32 ({preset}, {batch} x "
                 f"{seconds:g} s)", t16 / t32, 0.6),
         info("precision", "precision.pretrain_ms_bf16", "bf16 pretraining step", 1e3 * t16, "ms"),
+        at_most("precision", "precision.pretrain_step_teacher_bf16", "pretraining step, bf16 student and teacher / "
+                "fp32 (teacher_precision: bf16)", both / t32, 0.6),
+        at_least("precision", "precision.teacher_cosine", "min cosine of bf16 teacher targets vs fp32", cosine, 0.999,
+                 unit=""),
     ]
+
+
+def teacher_agreement(preset: str, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """The smallest cosine between a teacher's target layers run in bf16 and in fp32, over every valid frame."""
+    from bench_pretrain import make_teacher
+
+    from ofactl.layers import valid_mask
+    from ofactl.precision import autocast
+
+    torch.manual_seed(0)
+    teacher = make_teacher(preset).eval()
+    layers = list(StudentConfig.preset(preset).target_layers)
+    audio, lengths = batch
+    with torch.no_grad():
+        ref = teacher(audio, lengths, layers=layers)
+        with autocast(torch.device("cpu"), "bf16"):
+            half = teacher(audio, lengths, layers=layers)
+    mask = valid_mask(ref.lengths, ref.hidden_states[layers[0]].shape[1])
+    return min(float(torch.nn.functional.cosine_similarity(ref.hidden_states[i][mask],
+                                                           half.hidden_states[i].float()[mask], dim=-1).min())
+               for i in layers)
 
 
 def measure(quick: bool = False, preset: str = "distilhubert", batch: int | None = None, seconds: float | None = None,

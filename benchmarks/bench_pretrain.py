@@ -47,13 +47,14 @@ def make_batches(steps: int, batch: int, seconds: float) -> list[tuple[torch.Ten
     return batches
 
 
-def run(preset: str, batches, lams, warmup: int, precision: str = "fp32") -> tuple[float, list[float]]:
+def run(preset: str, batches, lams, warmup: int, precision: str = "fp32",
+        teacher_precision: str = "fp32") -> tuple[float, list[float]]:
     torch.manual_seed(0)
     teacher = make_teacher(preset)
     student = OFAStudent(StudentConfig.preset(preset))
     init_student_from_teacher(student, teacher)
     student.train()
-    cfg = PretrainConfig(precision=precision)
+    cfg = PretrainConfig(precision=precision, teacher_precision=teacher_precision)
     opt = torch.optim.AdamW(param_groups(student, 0.01), lr=2e-4)
     times, periods = [], []
     for i, ((audio, lengths), lam) in enumerate(zip(batches, lams)):

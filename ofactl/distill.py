@@ -96,7 +96,7 @@ def pool_targets(
         raise ValueError(f"expected teacher layers of shape {tuple(alpha_mod.shape)} + (dim,) (batch, frame, dim) "
                          f"to match alpha_mod, found {tuple(shape)}")
     batch, _, dim = shape
-    x = torch.cat(chosen, dim=-1)  # (batch, frame, head * dim)
+    x = torch.cat(chosen, dim=-1).float()  # (batch, frame, head * dim); a bf16 teacher's targets pool in float32
     weights = alpha_mod.detach() if detach else alpha_mod
     pooled = cif(x, weights, frame_lengths)
     targets = pooled.out.view(batch, pooled.out.shape[1], len(layers), dim).permute(0, 2, 1, 3)

@@ -63,6 +63,9 @@ class PretrainConfig:
     w_seg: float = 0.05
     w_frame: float = 0.5
     precision: str = "auto"  # auto (bf16 where the device has fast bf16, see ofactl.precision) | bf16 | fp32
+    #: the frozen teacher's forward: fp32 (the method's reference), or bf16/auto as for ``precision`` (its targets
+    #: then agree with fp32's to a cosine of about 0.9999, and a step costs much less: the teacher is most of it)
+    teacher_precision: str = "fp32"
     device: str = "auto"
     seed: int = 0
     save_every: int = 1000
@@ -79,8 +82,9 @@ class PretrainConfig:
                 problems.append(err.message)
         if self.steps < 1 or self.accumulate < 1 or self.save_every < 1:
             problems.append("steps, accumulate and save_every must be >= 1")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            problems.append(f"precision must be auto, bf16 or fp32, found {self.precision!r}")
+        for name, value in (("precision", self.precision), ("teacher_precision", self.teacher_precision)):
+            if value not in ("auto", "bf16", "fp32"):
+                problems.append(f"{name} must be auto, bf16 or fp32, found {value!r}")
         if problems:
             raise OfactlError("invalid pretrain config: " + "; ".join(problems))
 

@@ -135,13 +135,14 @@ class PretrainResult:
 
 def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengths: torch.Tensor, lam: float,
                 target_layers, cfg: PretrainConfig, segments: tuple[torch.Tensor, torch.Tensor] | None = None,
-                precision: str | None = None):
+                precision: str | None = None, teacher_precision: str | None = None):
     """The losses of one batch at one lambda.
 
     The student runs at ``lam`` under ``precision`` (resolved: fp32 or bf16; None resolves ``cfg.precision``
     on the audio's device, see :mod:`ofactl.precision`: the CNN and transformer in bf16, alpha and CIF firing
     in float32); the
-    frozen teacher runs in fp32; its ``target_layers`` are pooled by the same
+    frozen teacher runs under ``teacher_precision`` (None resolves ``cfg.teacher_precision``; fp32 by default,
+    as the method has it); its ``target_layers`` are pooled by the same
     CIF with the student's ``alpha_mod`` (detached); the guidance loss uses the
     original alpha and ``segments = (ends (batch, K), counts (batch,))``.
 
@@ -154,7 +155,9 @@ def step_losses(model: nn.Module, teacher: nn.Module, audio: torch.Tensor, lengt
 
     with autocast(audio.device, precision or resolve_precision(cfg.precision, audio.device)):
         s_out = model(audio, lengths, lam)
-    with torch.no_grad():  # the teacher stays fp32 (REFERENCE.md)
+    if teacher_precision is None:
+        teacher_precision = resolve_precision(cfg.teacher_precision, audio.device, teacher.config.embed_dim)
+    with torch.no_grad(), autocast(audio.device, teacher_precision):  # fp32 unless the config asks otherwise
         t_out = teacher(audio, lengths, layers=target_layers)
     if not torch.equal(t_out.lengths, s_out.frame_lengths):
         raise OfactlError("teacher and student CNNs give different frame counts",
@@ -254,6 +257,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: Progress | Non
     if cfg.student_overrides:
         student_cfg = StudentConfig.from_dict({**student_cfg.to_dict(), **cfg.student_overrides})
     precision = resolve_precision(cfg.precision, env.device, student_cfg.embed_dim)  # auto: bf16 where it is faster
+    teacher_precision = resolve_precision(cfg.teacher_precision, env.device, teacher.config.embed_dim)
     if max(student_cfg.target_layers) > teacher.config.num_layers:
         raise OfactlError(f"the student predicts teacher layers {list(student_cfg.target_layers)} but the teacher has "
                           f"{teacher.config.num_layers}", hint="set student_overrides.target_layers")
@@ -294,7 +298,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: Progress | Non
     def training_state() -> dict[str, Any]:
         return {"step": step, "max_steps": cfg.steps, "lambda_max": cfg.lambda_max, "fixed_lambda": cfg.fixed_lambda,
                 "teacher": cfg.teacher, "segments": cfg.segments, "data": cfg.data.path, "splits": splits,
-                "seed": cfg.seed, "finished": step >= cfg.steps, "world_size": env.world_size, "precision": precision}
+                "seed": cfg.seed, "finished": step >= cfg.steps, "world_size": env.world_size, "precision": precision,
+                "teacher_precision": teacher_precision}
 
     def checkpoint() -> None:
         rngs = _gather_rng(env)
@@ -340,7 +345,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: Progress | Non
                     segs = segments.batch(batch.ids, crops)
                 with ctx:
                     parts, s_out = step_losses(model, teacher, audio, lengths, lam, student_cfg.target_layers, cfg,
-                                               segs, precision)
+                                               segs, precision, teacher_precision)
                     loss = parts["loss"]
                     (loss / cfg.accumulate).backward()
                 for key in sums:

@@ -149,3 +149,33 @@ def test_features_files_record_their_precision_and_keep_apart(cpu, tmp_path):
     a = features_path(tmp_path, "0" * 64, "ks", "train", "lam1")
     b = features_path(tmp_path, "0" * 64, "ks", "train", "lam1", precision="bf16")
     assert a != b and b.name == "train-lam1-bf16.h5"
+
+
+def test_a_bf16_teacher_is_opt_in_and_its_targets_follow_fp32(cpu):
+    """pretrain's teacher runs in fp32 unless teacher_precision asks otherwise; in bf16 the losses (the pooled
+    targets) stay within a few per mille of fp32's and the frame counts are the same."""
+    from ofactl.pretrain_config import PretrainConfig
+    from ofactl.teacher import load_teacher
+    from ofactl.train import step_losses
+
+    cpu(X86_AMX)
+    assert PretrainConfig().teacher_precision == "fp32"
+    with pytest.raises(OfactlError, match="teacher_precision must be auto, bf16 or fp32, found 'fp16'"):
+        PretrainConfig(teacher_precision="fp16")
+    torch.manual_seed(0)
+    student = OFAStudent(StudentConfig.preset("tiny")).eval()
+    teacher = load_teacher("tiny-random")
+    audio = 0.1 * torch.randn(3, 16000)
+    lengths = torch.tensor([16000, 12000, 7000])
+    cfg = PretrainConfig()
+    with torch.no_grad():
+        ref, ref_out = step_losses(student, teacher, audio, lengths, 1.2, student.config.target_layers, cfg, None,
+                                   "fp32")
+        assert ref["distill"] == step_losses(student, teacher, audio, lengths, 1.2, student.config.target_layers,
+                                             cfg, None, "fp32", "fp32")[0]["distill"]  # the default is fp32
+        half, half_out = step_losses(student, teacher, audio, lengths, 1.2, student.config.target_layers,
+                                     PretrainConfig(teacher_precision="bf16"), None, "fp32")
+    assert torch.equal(ref_out.lengths, half_out.lengths)
+    for key in ("l1", "cos"):
+        assert float(half[key]) == pytest.approx(float(ref[key]), rel=5e-3), key
+    assert float(half["distill"]) != float(ref["distill"])  # the teacher did run in bf16
