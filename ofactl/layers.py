@@ -29,8 +29,6 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ofactl.period import SAMPLE_RATE  # noqa: F401  (the model input rate; imported from here too)
-
 ConvSpec = Sequence[tuple[int, int, int]]
 """CNN layers as ``(out_channels, kernel_size, stride)``."""
 

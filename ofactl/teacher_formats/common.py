@@ -142,20 +142,11 @@ def load_state(teacher: Teacher, state: dict[str, Tensor], name: Path) -> None:
     _normalise_weight_norm(state, _TA_POS_CONV, target)
     mismatch = ("the weights do not match the config (config.json, the fairseq cfg, or the <file>.json sidecar "
                 "of a torchaudio state dict), or this is not a wav2vec2/HuBERT model")
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise OfactlError(
-            f"{name}: the checkpoint has no tensor {missing[0]}"
-            + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""),
-            hint=mismatch,
-        )
-    unexpected = [k for k in state if k not in own]
-    if unexpected:
-        raise OfactlError(
-            f"{name}: unexpected tensor {unexpected[0]}"
-            + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""),
-            hint=mismatch,
-        )
+    for keys, what, more in (([k for k in own if k not in state], "the checkpoint has no tensor", " missing"),
+                             ([k for k in state if k not in own], "unexpected tensor", "")):
+        if keys:
+            extra = f" (and {len(keys) - 1} more{more})" if len(keys) > 1 else ""
+            raise OfactlError(f"{name}: {what} {keys[0]}{extra}", hint=mismatch)
     for key, value in own.items():
         if tuple(state[key].shape) != tuple(value.shape):
             raise OfactlError(
