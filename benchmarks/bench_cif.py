@@ -1,7 +1,8 @@
 """CIF benchmark: cif() against the memory-bandwidth floor, its former version and a loop, side by side.
 
 For a few batch shapes and three lambdas, one torch thread, all measured in the
-same run (interleaved rounds, best call):
+same run (the median of interleaved rounds, each ratio with a 95% bootstrap
+interval over the rounds):
 
 * cif() forward against one in-place ``index_add_`` pass of the same
   ``(batch * frames, dim)`` input into a preallocated pooled output (the floor:
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -31,7 +33,7 @@ import torch
 from ofactl.cif import FIRE_EPS, cif, modify_alpha
 from ofactl.layers import valid_mask
 
-from common import Result, above, at_most, info  # benchmarks/common.py (the script's directory is on sys.path)
+from common import RatioEstimate, Result, above, at_most, info, ratio_of_medians  # benchmarks/common.py (the script's directory is on sys.path)
 
 GOAL_VS_INDEX_ADD = 2.0  # forward <= 2x one index_add_ pass
 GOAL_FWD_SPEEDUP = 8.0  # forward >= 8x faster than the loop
@@ -102,22 +104,31 @@ def _cif_before(x: torch.Tensor, alpha: torch.Tensor, lengths: torch.Tensor) -> 
     return out, centers
 
 
-def side_by_side(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Best time in seconds of each function, the functions interleaved round by round.
+def side_by_side(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Per round, the time in seconds of each function, the functions interleaved round by round.
 
-    Each round calls each function twice in a row and times both calls, so
-    that each is also measured with its own data in the caches (otherwise the
-    second of two functions on the same input would find it there, the first
-    not).
+    Each round calls each function twice in a row and keeps the faster call,
+    so that each is also measured with its own data in the caches (otherwise
+    the second of two functions on the same input would find it there, the
+    first not).  The i-th times of all functions share round i (pairs for
+    :func:`ratio_of_medians`).
     """
-    best = dict.fromkeys(fns, float("inf"))
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            calls = []
             for _ in range(2):
                 t0 = time.perf_counter()
                 fn()
-                best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+                calls.append(time.perf_counter() - t0)
+            times[name].append(min(calls))
+    return times
+
+
+def _x(estimate: RatioEstimate) -> str:
+    """A ratio and its interval for the detailed table."""
+    digits = 2 if estimate.value < 10 else 0
+    return f"{estimate.value:.{digits}f}x [{estimate.low:.{digits}f},{estimate.high:.{digits}f}]".rjust(17)
 
 
 def index_add_floor(x: torch.Tensor, alpha_mod: torch.Tensor) -> tuple[Callable[[], object], Callable[[], object]]:
@@ -172,14 +183,15 @@ def _measure(quick, shapes, repeat, n_utt, log) -> list[Result]:
             shapes.insert(2, (24, 780, 512))
     if repeat is None:
         repeat = 2 if quick else 5
-    rounds = 3 * repeat  # the fast functions: more rounds, cheap
+    rounds = 10 * repeat  # the fast functions: more rounds, cheap
     log(f"# CIF benchmark on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; best of {2 * rounds} calls in {rounds} interleaved rounds "
-        f"(former cif(): of {2 * repeat}, loop: of {2 * max(repeat // 2, 1)})")
-    log(f"{'batch x frames x dim':>22} {'lam':>5} {'cif fwd ms':>11} {'index_add_ ms':>14} {'cif/ia':>7} "
-        f"{'fresh ia ms':>12} {'cif/fresh':>10} "
-        f"{'before ms':>10} {'before/cif':>11} {'loop fwd ms':>12} {'loop/cif':>9} "
-        f"{'cif fwd+bwd ms':>15} {'loop fwd+bwd ms':>16} {'loop/cif fb':>12}")
+        f"{torch.get_num_threads()} threads; medians of {rounds} interleaved rounds (the former cif() and "
+        f"the loop: of {repeat}), each round the faster of two calls; ratios with a 95% bootstrap interval "
+        f"[low,high] over the rounds (a quiet machine makes them narrow)")
+    log(f"{'batch x frames x dim':>22} {'lam':>5} {'cif fwd ms':>11} {'index_add_ ms':>14} {'cif/ia':>17} "
+        f"{'fresh ia ms':>12} {'cif/fresh':>17} "
+        f"{'before ms':>10} {'before/cif':>17} {'loop fwd ms':>12} {'loop/cif':>17} "
+        f"{'cif fwd+bwd ms':>15} {'loop fwd+bwd ms':>16} {'loop/cif fb':>17}")
     results = []
     last = {}
     for batch, frames, dim in shapes:
@@ -205,34 +217,45 @@ def _measure(quick, shapes, repeat, n_utt, log) -> list[Result]:
                 torch.autograd.backward(loop_cif(xg, ag, lengths), grad_loop)
 
             ia, ia_fresh = index_add_floor(x, alpha_mod)
-            fast = side_by_side({"cif": lambda: cif(x, alpha_mod, lengths), "ia": ia, "ia_fresh": ia_fresh,
-                                 "fwd_bwd": fwd_bwd}, rounds)
+            # (the forward + backward in rounds of its own: it reads a copy of x, which would evict x from
+            # the caches between the calls that are compared with each other)
+            fast = side_by_side({"cif": lambda: cif(x, alpha_mod, lengths), "ia": ia, "ia_fresh": ia_fresh}, rounds)
+            fast |= side_by_side({"fwd_bwd": fwd_bwd}, rounds)
             fast["before"] = side_by_side({"before": lambda: _cif_before(x, alpha_mod, lengths)}, repeat)["before"]
             slow = side_by_side({"loop": lambda: loop_cif(x, alpha_mod, lengths), "loop_fwd_bwd": loop_fwd_bwd},
-                                max(repeat // 2, 1))
-            t = {**fast, **slow}
-            rows.append(t)
+                                repeat)
+            samples = {**fast, **slow}
+            t = {name: statistics.median(values) for name, values in samples.items()}
+            r = {"vs_ia": ratio_of_medians(samples["cif"], samples["ia"], paired=True),
+                 "vs_fresh": ratio_of_medians(samples["cif"], samples["ia_fresh"], paired=True),
+                 "before": ratio_of_medians(samples["before"], samples["cif"], paired=False),
+                 "loop": ratio_of_medians(samples["loop"], samples["cif"], paired=False),
+                 "loop_fb": ratio_of_medians(samples["loop_fwd_bwd"], samples["fwd_bwd"], paired=False)}
+            rows.append(r)
             log(f"{f'{batch} x {frames} x {dim}':>22} {lam:5.1f} {1e3 * t['cif']:11.2f} {1e3 * t['ia']:14.2f} "
-                f"{t['cif'] / t['ia']:6.2f}x {1e3 * t['ia_fresh']:12.2f} {t['cif'] / t['ia_fresh']:9.2f}x "
-                f"{1e3 * t['before']:10.2f} {t['before'] / t['cif']:10.1f}x "
-                f"{1e3 * t['loop']:12.1f} {t['loop'] / t['cif']:8.0f}x {1e3 * t['fwd_bwd']:15.2f} "
-                f"{1e3 * t['loop_fwd_bwd']:16.1f} {t['loop_fwd_bwd'] / t['fwd_bwd']:11.0f}x")
+                f"{_x(r['vs_ia'])} {1e3 * t['ia_fresh']:12.2f} {_x(r['vs_fresh'])} "
+                f"{1e3 * t['before']:10.2f} {_x(r['before'])} "
+                f"{1e3 * t['loop']:12.1f} {_x(r['loop'])} {1e3 * t['fwd_bwd']:15.2f} "
+                f"{1e3 * t['loop_fwd_bwd']:16.1f} {_x(r['loop_fb'])}")
             if lam == 1.0:
                 last = {"shape": f"{batch} x {frames} x {dim}", **t}
         shape = f"{batch}x{frames}x{dim}"
         label = f"{batch} x {frames} x {dim}, worst of 3 lambdas"
+        # the worst lambda: the slowest against the floor, the smallest speed-up
+        worst = {name: (max if name.startswith("vs_") else min)((r[name] for r in rows), key=lambda e: e.value)
+                 for name in rows[0]}
         results += [
             at_most("cif", f"cif.vs_index_add.{shape}", f"cif() fwd / one index_add_ pass, {label}",
-                    max(t["cif"] / t["ia"] for t in rows), GOAL_VS_INDEX_ADD),
+                    worst["vs_ia"].value, GOAL_VS_INDEX_ADD).with_interval(worst["vs_ia"]),
             above("cif", f"cif.speedup.{shape}", f"cif() fwd speed-up over loop, {label}",
-                  min(t["loop"] / t["cif"] for t in rows), GOAL_FWD_SPEEDUP),
+                  worst["loop"].value, GOAL_FWD_SPEEDUP).with_interval(worst["loop"]),
             above("cif", f"cif.fwd_bwd_speedup.{shape}", f"cif() fwd+bwd speed-up over loop, {label}",
-                  min(t["loop_fwd_bwd"] / t["fwd_bwd"] for t in rows), GOAL_FWD_BWD_SPEEDUP),
+                  worst["loop_fb"].value, GOAL_FWD_BWD_SPEEDUP).with_interval(worst["loop_fb"]),
             info("cif", f"cif.vs_fresh_index_add.{shape}",
                  f"cif() fwd / one index_add_ pass into a fresh output, {label}",
-                 max(t["cif"] / t["ia_fresh"] for t in rows), "x"),
+                 worst["vs_fresh"].value, "x").with_interval(worst["vs_fresh"]),
             info("cif", f"cif.vs_before.{shape}", f"cif() fwd speed-up over the version before issue 14, {label}",
-                 min(t["before"] / t["cif"] for t in rows), "x"),
+                 worst["before"].value, "x").with_interval(worst["before"]),
         ]
     shape = last["shape"]
     results += [

@@ -8,10 +8,13 @@ marked, never raised.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,11 @@ class Result:
     ratio measured side by side in one run (the numbers that matter on a noisy
     machine), otherwise ``"ms"``, ``"audio-s/s"``, ``"MB"``, ``"MB/hour"``,
     ``"%"`` or ``""``.  ``goal`` is a short text such as ``"<= 1.10x"``;
-    ``met`` is None when there is no goal.
+    ``met`` is None when there is no goal.  ``low``/``high`` bound a 95%
+    interval of ``value`` where the benchmark measures one (a bootstrap over
+    its rounds, see :func:`ratio_of_medians`) and ``n`` is the number of
+    rounds (or runs) behind it; a goal is judged on ``value``, the interval
+    says how far to trust that.
     """
 
     benchmark: str
@@ -33,6 +40,48 @@ class Result:
     goal: str | None = None
     met: bool | None = None
     key: str = ""
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+
+    def with_interval(self, estimate: "RatioEstimate") -> "Result":
+        """This result with ``estimate``'s interval and n (its value must be ``estimate.value``)."""
+        return dataclasses.replace(self, low=estimate.low, high=estimate.high, n=estimate.n)
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """``value = median(numerator) / median(denominator)`` with a 95% bootstrap interval over ``n`` rounds."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+
+def ratio_of_medians(numerator: Sequence[float], denominator: Sequence[float], *, paired: bool,
+                     level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> RatioEstimate:
+    """The ratio of two medians of timings, with a percentile bootstrap interval.
+
+    ``paired``: the i-th timings of both were taken in the same round (side by
+    side), so rounds are resampled together and what a round shares (a busy
+    moment of the machine) cancels; otherwise each side is resampled on its
+    own.  ``n`` is the smaller number of timings.  The median, not the best
+    call: on a machine whose caches and page faults vary from call to call,
+    the best call of one function and of another are not the same kind of
+    luck, while the medians of interleaved rounds are.
+    """
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    if not len(num) or not len(den) or (paired and len(num) != len(den)):
+        raise ValueError(f"need timings on both sides{' in pairs' if paired else ''}: {len(num)} and {len(den)}")
+    value = float(np.median(num) / np.median(den))
+    rng = np.random.default_rng(seed)
+    pick_num = rng.integers(0, len(num), size=(n_resamples, len(num)))
+    pick_den = pick_num if paired else rng.integers(0, len(den), size=(n_resamples, len(den)))
+    replicates = np.median(num[pick_num], axis=1) / np.median(den[pick_den], axis=1)
+    low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    return RatioEstimate(value, float(low), float(high), min(len(num), len(den)))
 
 
 def at_most(benchmark: str, key: str, quantity: str, value: float, limit: float) -> Result:
@@ -54,6 +103,17 @@ def at_least(benchmark: str, key: str, quantity: str, value: float, limit: float
 def info(benchmark: str, key: str, quantity: str, value: float, unit: str) -> Result:
     """A result without a goal (informative)."""
     return Result(benchmark, quantity, value, unit, None, None, key)
+
+
+def format_interval(r: Result) -> str:
+    """``1.62x [1.55, 1.70] n=50``: the value, and its interval and n where it has them."""
+    text = format_value(r.value, r.unit)
+    if r.low is not None and r.high is not None:
+        low, high = (format_value(v, r.unit).removesuffix(r.unit).strip() for v in (r.low, r.high))
+        text += f" [{low}, {high}]"
+    if r.n is not None:
+        text += f" n={r.n}"
+    return text
 
 
 def format_value(value: float, unit: str) -> str:

@@ -5,7 +5,8 @@ and bench_st.py (each
 still runnable on its own, with its detailed table) and prints one table,
 benchmark | quantity | measured | goal | met, under a line naming the machine.
 Ratios ("x") are measured side by side in one run, so they hold on a noisy
-machine where absolute times do not.  A missed goal is marked in the table,
+machine where absolute times do not; where a benchmark measures how sure a
+ratio is, the table gives its 95% interval and the n of rounds behind it.  A missed goal is marked in the table,
 never an error: the exit status is 0 whenever the benchmarks ran.
 
 Run: python benchmarks/run_all.py [--quick] [--long-minutes N] [--only cif,extract,pretrain,probe,precision,st]
@@ -37,7 +38,7 @@ import bench_precision  # noqa: E402
 import bench_pretrain  # noqa: E402
 import bench_probe  # noqa: E402
 import bench_st  # noqa: E402
-from common import Result, format_value  # noqa: E402
+from common import Result, format_interval  # noqa: E402
 
 BENCHMARKS = {"cif": bench_cif, "extract": bench_extract, "pretrain": bench_pretrain, "probe": bench_probe,
               "precision": bench_precision, "st": bench_st}
@@ -90,7 +91,7 @@ def table(results: list[Result]) -> str:
     rows = [("benchmark", "quantity", "measured", "goal", "met")]
     for r in results:
         met = "-" if r.met is None else "yes" if r.met else "NO"
-        rows.append((r.benchmark, r.quantity, format_value(r.value, r.unit), r.goal or "-", met))
+        rows.append((r.benchmark, r.quantity, format_interval(r), r.goal or "-", met))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     right = (False, False, True, False, False)
 
@@ -106,7 +107,7 @@ def summary(results: list[Result]) -> str:
     missed = [r for r in goals if not r.met]
     text = f"# {len(goals) - len(missed)} of {len(goals)} goals met"
     if missed:
-        text += "; MISSED: " + "; ".join(f"{r.quantity} {format_value(r.value, r.unit)} (goal {r.goal})"
+        text += "; MISSED: " + "; ".join(f"{r.quantity} {format_interval(r)} (goal {r.goal})"
                                          for r in missed)
     return text
 

@@ -142,12 +142,15 @@ def cif(x: Tensor, alpha: Tensor, lengths: Tensor | None = None) -> CIFOutput:
     bag sum (``embedding_bag``, bags = outputs) reads each row of ``x`` once
     and writes each output once (:class:`_PoolFrames`).  Entries of padded
     frames and of the dropped tail are left out altogether, so nothing from
-    them (NaN included) reaches an output or a gradient.  The backward is the
+    them (NaN included) reaches an output or a gradient; without a gradient to
+    carry, so are entries of weight 0 (at lambda 0 half of them: every frame
+    fires exactly on an integer).  Bag and frame offsets are counts and prefix
+    sums (``bincount``), not searches.  The backward is the
     same bag sum the other way round (bags = frames) for ``x`` and one dot
     product per entry for the weights, from where autograd carries the
     gradient through the float64 prefix sum to ``alpha``.  One host sync
-    reads the output sizes together with the range checks of ``lengths`` and
-    ``alpha``.
+    reads the output size together with the range checks of ``lengths`` and
+    ``alpha`` (NaN included).
     """
     if x.ndim != 3:
         raise ValueError(f"expected x of shape (batch, frame, feature), found {tuple(x.shape)}")
@@ -167,26 +170,23 @@ def cif(x: Tensor, alpha: Tensor, lengths: Tensor | None = None) -> CIFOutput:
     csum = torch.cumsum(a64, dim=1)  # (B, T), carries gradient to alpha
     with torch.no_grad():
         fires_after = torch.floor(csum + FIRE_EPS).long()  # outputs completed after frame t
-        fires_before = torch.nn.functional.pad(fires_after[:, :-1], (1, 0))  # output frame t starts in
-        fired = fires_after > fires_before
         out_lengths = fires_after[:, -1]
-        # Pairs (t, fires_before[t]) and (t, fires_after[t]) in frame order, kept
-        # where the output is valid and, for the second, t fires.  Padded frames
-        # have fires_before == out_lengths: no pair of theirs is kept.
-        pair_out = torch.stack([fires_before, fires_after], dim=-1)  # (B, T, 2)
-        kept = pair_out < out_lengths[:, None, None]
-        kept[..., 1] &= fired
-        kept = kept.view(-1)
-        n_max = n_kept = 0
-        if batch:  # the one host sync: the range checks and the output sizes
-            len_min, len_max, a_min, a_max, n_max, n_kept = torch.stack(
-                [*lengths.aminmax(), *a64.aminmax(), out_lengths.max(), kept.sum()]).tolist()
+        # Pairs (t, fires_before[t]) and (t, fires_after[t]) in frame order: the
+        # output frame t starts in (fires_after[t - 1]) and the one it may start.
+        pair_out = torch.empty(batch, max_len, 2, dtype=torch.long, device=device)
+        pair_out[:, 0, 0] = 0
+        pair_out[:, 1:, 0] = fires_after[:, :-1]
+        pair_out[..., 1] = fires_after
+        fired = fires_after > pair_out[..., 0]
+        n_max = 0
+        if batch:  # the one host sync: the range checks and the output size
+            len_min, len_max, a_min, a_max, n_max = torch.stack(
+                [*lengths.aminmax(), *a64.aminmax(), out_lengths.max()]).tolist()
             _check_length_range(int(len_min), int(len_max), max_len)
-            if a_max > 1.0 + FIRE_EPS:
-                raise ValueError(f"alpha must lie in [0, 1] (at most one fire per frame), found max {a_max:.6g}")
-            if a_min < 0.0:
-                raise ValueError(f"alpha must lie in [0, 1], found min {a_min:.6g}")
-            n_max, n_kept = int(n_max), int(n_kept)
+            if not a_min >= 0.0 or not a_max <= 1.0 + FIRE_EPS:  # (NaN fails both)
+                raise ValueError(f"alpha must lie in [0, 1] (at most one fire per frame), found values in "
+                                 f"[{a_min:.6g}, {a_max:.6g}]")
+            n_max = int(n_max)
     if n_max == 0:  # nothing fires: empty, but still attached to the graph
         return CIFOutput((x[:, :0] * alpha[:, :0, None]).to(x.dtype), out_lengths,
                          torch.zeros(batch, 0, dtype=torch.float64, device=device))
@@ -197,29 +197,40 @@ def cif(x: Tensor, alpha: Tensor, lengths: Tensor | None = None) -> CIFOutput:
     remainder = torch.where(fired, (csum - fires_after.to(csum.dtype)).clamp(min=0.0), 0.0)
     w_pair = torch.stack([a64 - remainder, remainder], dim=-1).view(-1)
 
-    # The kept pairs are the entries, sorted by frame and by output at once.
+    # The entries: the pairs of valid outputs (padded frames have fires_before ==
+    # out_lengths, so none of theirs), the second only where t fires; without a
+    # gradient to carry, entries of weight 0 (a fire exactly on an integer, alpha
+    # 0) add nothing and are left out too.  Sorted by frame and by output at once.
     n_bags = batch * n_max
     with torch.no_grad():
-        rank = torch.cumsum(kept, dim=0)  # kept pairs up to and including each pair
-        pair = torch.arange(kept.numel(), device=device)
-        entry_pair = torch.empty(n_kept + 1, dtype=torch.long, device=device)
-        entry_pair = entry_pair.scatter_(0, torch.where(kept, rank - 1, n_kept), pair)[:n_kept]
+        kept = pair_out < out_lengths[:, None, None]
+        kept[..., 1] &= fired
+        kept = kept.view(-1)
+        if not (torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad)):
+            kept &= w_pair != 0
+        entry_pair = kept.nonzero().squeeze(1)
         frame_of = entry_pair >> 1
-        base = (torch.arange(batch, device=device) * n_max)[:, None, None]
-        bag_of = (pair_out + base).view(-1).index_select(0, entry_pair)
-        bag_offsets = torch.searchsorted(bag_of, torch.arange(n_bags, device=device))
-        frame_offsets = torch.nn.functional.pad(rank.view(-1, 2)[:-1, 1], (1, 0))
+        utt_of = frame_of // max_len
+        bag_of = pair_out.view(-1).index_select(0, entry_pair) + utt_of * n_max
+        bag_offsets = _first_entries(bag_of, n_bags)
     weights = w_pair.index_select(0, entry_pair)
 
     with torch.no_grad():
         centers = torch.zeros(n_bags, dtype=torch.float64, device=device)
-        centers.index_add_(0, bag_of, weights.detach() * torch.remainder(frame_of, max_len))
+        centers.index_add_(0, bag_of, weights.detach() * (frame_of - utt_of * max_len))
         centers = centers.view(batch, n_max)
 
     acc_dtype = torch.promote_types(x.dtype, torch.float32)
     frames = x.reshape(batch * max_len, dim).to(acc_dtype)
-    out = _PoolFrames.apply(frames, weights.to(acc_dtype), frame_of, bag_of, bag_offsets, frame_offsets)
+    out = _PoolFrames.apply(frames, weights.to(acc_dtype), frame_of, bag_of, bag_offsets)
     return CIFOutput(out.view(batch, n_max, dim).to(x.dtype), out_lengths, centers)
+
+
+def _first_entries(groups: Tensor, n_groups: int) -> Tensor:
+    """For entries sorted by group (``groups``, values in ``[0, n_groups)``), the index of each group's first
+    entry (of the next group's, for a group without entries): a count and a prefix sum, no search."""
+    counts = torch.bincount(groups, minlength=n_groups)
+    return torch.cumsum(counts, 0) - counts
 
 
 #: The fused kernel behind ``embedding_bag``'s per-sample-weight gradient (an internal ATen op, stable for years;
@@ -231,8 +242,8 @@ class _PoolFrames(torch.autograd.Function):
     """``out[n] = sum_e weights[e] * frames[frame_of[e]]`` over the entries ``e`` with ``bag_of[e] == n``.
 
     The entries are sorted by output (``bag_offsets[n]``: the first entry of
-    output ``n``) and by frame (``frame_offsets[t]``: the first entry of frame
-    ``t``; a frame without entries gets a zero gradient).  Forward and the
+    output ``n``) and by frame (so that each frame's entries are one bag for the
+    backward; a frame without entries gets a zero gradient).  Forward and the
     ``frames`` gradient are one ``embedding_bag`` each (bags = outputs, then
     bags = frames); the ``weights`` gradient ``<frames[frame_of[e]],
     grad[bag_of[e]]>`` is the fused kernel that autograd itself uses for
@@ -240,26 +251,26 @@ class _PoolFrames(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, frames: Tensor, weights: Tensor, frame_of: Tensor, bag_of: Tensor, bag_offsets: Tensor,
-                frame_offsets: Tensor) -> Tensor:
-        ctx.save_for_backward(frames, weights, frame_of, bag_of, bag_offsets, frame_offsets)
+    def forward(ctx, frames: Tensor, weights: Tensor, frame_of: Tensor, bag_of: Tensor, bag_offsets: Tensor) -> Tensor:
+        ctx.save_for_backward(frames, weights, frame_of, bag_of, bag_offsets)
         # detached (here and in backward): embedding_bag then skips the bookkeeping for its own backward
         return nn.functional.embedding_bag(frame_of, frames.detach(), bag_offsets, mode="sum",
                                            per_sample_weights=weights.detach())
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        frames, weights, frame_of, bag_of, bag_offsets, frame_offsets = ctx.saved_tensors
+        frames, weights, frame_of, bag_of, bag_offsets = ctx.saved_tensors
         grad = grad.contiguous()
         grad_frames = grad_weights = None
         if ctx.needs_input_grad[0]:
+            frame_offsets = _first_entries(frame_of, frames.shape[0])
             grad_frames = nn.functional.embedding_bag(bag_of, grad, frame_offsets, mode="sum",
                                                       per_sample_weights=weights.detach())
         if ctx.needs_input_grad[1] and _PER_SAMPLE_WEIGHTS_BACKWARD is not None:
             grad_weights = _PER_SAMPLE_WEIGHTS_BACKWARD(grad, frames, frame_of, bag_offsets, bag_of, 0, -1)  # sum mode
         elif ctx.needs_input_grad[1]:
             grad_weights = (frames.index_select(0, frame_of) * grad.index_select(0, bag_of)).sum(-1)
-        return grad_frames, grad_weights, None, None, None, None
+        return grad_frames, grad_weights, None, None, None
 
 
 class AlphaModule(nn.Module):

@@ -41,6 +41,7 @@ def test_run_all_tiny(tmp_path):
     stdout, data = proc.stdout, json.loads(out.read_text())
     check_key_ratios(stdout, data)
     check_every_value(stdout, data)
+    check_intervals(stdout, data)
     for header in ("loop/cif", "x CNN floor", "ms/step", "float32 prefix sum", "long audio", "peak RSS MB",
                    "identical frame counts, min cosine", "incr. s"):
         assert header in stdout  # --verbose: each benchmark's own table
@@ -62,6 +63,16 @@ def check_key_ratios(stdout: str, data: dict) -> None:
                 assert any(line.startswith(f"| {bench}") and r["quantity"] in line for line in stdout.splitlines())
 
 
+def check_intervals(stdout: str, data: dict) -> None:
+    """The cif ratios carry a 95% interval and their n, in the JSON and in the table."""
+    rows = [r for r in data["results"] if r["key"].startswith(("cif.vs_index_add.", "cif.speedup.", "cif.fwd_bwd_speedup."))]
+    assert rows
+    for r in rows:
+        assert r["low"] <= r["value"] <= r["high"] and r["n"] >= 1, r
+        line = next(line for line in stdout.splitlines() if line.startswith("| cif") and r["quantity"] in line)
+        assert f"n={r['n']}" in line and "[" in line
+
+
 def check_every_value(stdout: str, data: dict) -> None:
     assert data["machine"]["threads"] == 1 and data["machine"]["cores"] >= 1
     assert {r["benchmark"] for r in data["results"]} == set(KEY_RATIOS)
@@ -72,6 +83,31 @@ def check_every_value(stdout: str, data: dict) -> None:
     met = sum(r["met"] is True for r in data["results"])
     goals = sum(r["met"] is not None for r in data["results"])
     assert f"# {met} of {goals} goals met" in stdout
+
+
+def test_ratio_of_medians_and_its_interval():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from common import Result, format_interval, ratio_of_medians
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    num, den = [3.0, 4.0, 5.0, 6.0, 100.0], [1.0, 2.0, 2.0, 2.0, 50.0]
+    for paired in (True, False):
+        est = ratio_of_medians(num, den, paired=paired)
+        assert est.value == 5.0 / 2.0 and est.n == 5  # median(num) / median(den), not a mean of ratios
+        assert est.low <= est.value <= est.high
+    # a round that is slow for both cancels when paired: the paired interval is the narrower one here
+    rng = __import__("numpy").random.default_rng(0)
+    load = rng.uniform(1.0, 3.0, size=40)
+    paired = ratio_of_medians(2.0 * load, load, paired=True)
+    unpaired = ratio_of_medians(2.0 * load, load, paired=False)
+    assert paired.low == paired.high == 2.0 and unpaired.high - unpaired.low > 0.2
+    assert ratio_of_medians([1.0] * 3, [2.0] * 3, paired=True).value == 0.5
+    with __import__("pytest").raises(ValueError, match="in pairs"):
+        ratio_of_medians([1.0, 2.0], [1.0], paired=True)
+    r = Result("cif", "q", 2.5, "x").with_interval(ratio_of_medians(num, den, paired=True))
+    assert format_interval(r).startswith("2.500x [") and format_interval(r).endswith("] n=5")
+    assert format_interval(Result("cif", "q", 2.5, "x")) == "2.500x"
 
 
 def test_only_and_unknown_names():

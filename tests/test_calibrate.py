@@ -101,6 +101,9 @@ def test_frame_counts_edge_cases():
         frame_counts(alphas, [2.0])
     with pytest.raises(ValueError, match=r"shape \(frame,\)"):
         frame_counts([torch.ones(2, 3)], [0.0])
+    for bad in (1.5, -0.1, float("nan")):  # (NaN used to pass the range check)
+        with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):
+            frame_counts([torch.tensor([0.5, bad])], [0.0])
 
 
 def test_alpha_stats_of_a_padded_batch():

@@ -285,6 +285,14 @@ def test_rejects_bad_shapes_and_values():
         cif(torch.randn(1, 4, 3), torch.full((1, 4), 1.5))
     with pytest.raises(ValueError, match="lengths"):
         cif(torch.randn(2, 4, 3), torch.rand(2, 4), torch.tensor([5, 1]))
+    nan_alpha = torch.rand(2, 4)
+    nan_alpha[1, 2] = float("nan")  # (it used to give a length of -2**63)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*nan"):
+        cif(torch.randn(2, 4, 3), nan_alpha)
+    nan_alpha[1, 2:] = 0.0
+    nan_alpha[0, 3] = float("nan")  # in the padding: ignored
+    assert cif(torch.randn(2, 4, 3), nan_alpha, torch.tensor([3, 2])).lengths.tolist() == [
+        int(nan_alpha[0, :3].sum() + FIRE_EPS), int(nan_alpha[1, :2].sum() + FIRE_EPS)]
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         modify_alpha(torch.rand(1, 4), 2.0)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
@@ -402,6 +410,27 @@ def test_per_utterance_lambda_equals_one_by_one():
         assert torch.all(batched[b, n:] == 0)
     with pytest.raises(ValueError, match="batch"):
         modify_alpha(alpha, torch.tensor([0.1, 0.2]), lens)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0, 1.5])
+def test_forward_without_a_gradient_is_the_same_bit_for_bit(lam):
+    """Without a gradient to carry, cif() leaves out entries of weight 0 (a fire exactly on an integer, alpha 0):
+    the outputs are those of the forward that keeps them for the backward, bit for bit."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(4, 60, 8, generator=g)
+    alpha = torch.rand(4, 60, generator=g)
+    alpha[1] = 0.5  # every other frame fires exactly on an integer, remainder 0
+    alpha[2, ::3] = 0.0  # frames of weight 0
+    lens = torch.tensor([60, 60, 41, 0])
+    alpha_mod = modify_alpha(alpha, lam, lens)
+    plain = cif(x, alpha_mod, lens)
+    with_grad = cif(x.clone().requires_grad_(), alpha_mod, lens)
+    with torch.no_grad():
+        under_no_grad = cif(x.clone().requires_grad_(), alpha_mod.clone().requires_grad_(), lens)
+    assert with_grad.out.requires_grad and not plain.out.requires_grad and not under_no_grad.out.requires_grad
+    for other in (with_grad, under_no_grad):
+        assert torch.equal(plain.out, other.out.detach())
+        assert torch.equal(plain.lengths, other.lengths) and torch.equal(plain.centers, other.centers)
 
 
 def test_the_weight_gradient_without_the_fused_kernel_is_the_same(monkeypatch):

@@ -72,7 +72,7 @@ def alpha_stats(alphas: Sequence[Tensor] | Tensor, lengths: Tensor | None = None
 
 
 def _check_alpha_range(a64: Tensor) -> None:
-    if a64.numel() and (float(a64.min()) < 0.0 or float(a64.max()) > 1.0 + 1e-6):
+    if a64.numel() and not (float(a64.min()) >= 0.0 and float(a64.max()) <= 1.0 + 1e-6):  # (NaN fails)
         raise ValueError(f"alpha must lie in [0, 1], found [{float(a64.min()):.6g}, {float(a64.max()):.6g}]")
 
 
