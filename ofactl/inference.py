@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ofactl.channels_last import conv1d_module
 from ofactl.cif import cif, modify_alpha
 from ofactl.errors import OfactlError
 from ofactl.layers import MaskedGroupNorm, conv_output_lengths, run_encoder
@@ -325,7 +326,7 @@ class OFAModel:
         for j0 in range(0, n0, step):
             j1 = min(n0, j0 + step)
             with self.autocast():
-                y = block.conv(wave[j0 * stride : (j1 - 1) * stride + kernel][None, None]).double()[0]
+                y = conv1d_module(block.conv, wave[j0 * stride : (j1 - 1) * stride + kernel][None, None]).double()[0]
             total += y.sum(-1)
             total_sq += (y * y).sum(-1)
         mean = total / n0

@@ -29,6 +29,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ofactl.channels_last import PositionalConv, conv1d_module
+
 ConvSpec = Sequence[tuple[int, int, int]]
 """CNN layers as ``(out_channels, kernel_size, stride)``."""
 
@@ -108,13 +110,15 @@ class MaskedGroupNorm(nn.GroupNorm):
         dtype = x.dtype if keep else torch.promote_types(x.dtype, torch.float32)
         weight = self.weight.to(dtype) if self.affine else None
         bias = self.bias.to(dtype) if self.affine else None
-        out = x.new_zeros(x.shape, dtype=dtype)
+        # the output in x's memory layout (channels-last from the CPU convolutions), each utterance a 4-D view:
+        # GroupNorm has a channels-last kernel, so nothing is transposed
+        out = torch.zeros_like(x, dtype=dtype)
         autocast_off = keep and x.device.type in ("cpu", "cuda")
         with torch.autocast(x.device.type, enabled=False) if autocast_off else contextlib.nullcontext():
             for b, n in enumerate(lengths.tolist()):
                 if n > 0:
-                    out[b, :, :n] = nn.functional.group_norm(x[b : b + 1, :, :n].to(dtype), self.num_groups, weight,
-                                                             bias, self.eps)[0]
+                    part = x[b : b + 1, :, None, :n].to(dtype)
+                    out[b, :, :n] = nn.functional.group_norm(part, self.num_groups, weight, bias, self.eps)[0, :, 0]
         return out
 
 
@@ -142,7 +146,7 @@ class ConvBlock(nn.Module):
 
         ``stats`` replaces a GroupNorm's own statistics (see :class:`MaskedGroupNorm`).
         """
-        x = self.conv(x)
+        x = conv1d_module(self.conv, x)  # channels-last on the CPU (ofactl.channels_last)
         if lengths is not None:
             lengths = (torch.div(lengths - self.kernel_size, self.stride, rounding_mode="floor") + 1).clamp(min=0)
         if isinstance(self.layer_norm, MaskedGroupNorm):
@@ -284,6 +288,7 @@ def build_encoder(
         encoder.feature_projection.projection = nn.Linear(in_dim, embed_dim)
     if not projection_layer_norm:
         encoder.feature_projection.layer_norm = nn.Identity()
+    encoder.transformer.pos_conv_embed = PositionalConv(encoder.transformer.pos_conv_embed)  # same keys, faster
     return encoder
 
 
