@@ -33,7 +33,7 @@ import torch
 from ofactl.cif import FIRE_EPS, cif, modify_alpha
 from ofactl.layers import valid_mask
 
-from common import RatioEstimate, Result, above, at_most, info, ratio_of_medians  # benchmarks/common.py (the script's directory is on sys.path)
+from common import RatioEstimate, Result, above, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
 
 GOAL_VS_INDEX_ADD = 2.0  # forward <= 2x one index_add_ pass
 GOAL_FWD_SPEEDUP = 8.0  # forward >= 8x faster than the loop
@@ -111,7 +111,7 @@ def side_by_side(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     so that each is also measured with its own data in the caches (otherwise
     the second of two functions on the same input would find it there, the
     first not).  The i-th times of all functions share round i (pairs for
-    :func:`ratio_of_medians`).
+    :func:`timing_ratio`).
     """
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
@@ -226,11 +226,11 @@ def _measure(quick, shapes, repeat, n_utt, log) -> list[Result]:
                                 repeat)
             samples = {**fast, **slow}
             t = {name: statistics.median(values) for name, values in samples.items()}
-            r = {"vs_ia": ratio_of_medians(samples["cif"], samples["ia"], paired=True),
-                 "vs_fresh": ratio_of_medians(samples["cif"], samples["ia_fresh"], paired=True),
-                 "before": ratio_of_medians(samples["before"], samples["cif"], paired=False),
-                 "loop": ratio_of_medians(samples["loop"], samples["cif"], paired=False),
-                 "loop_fb": ratio_of_medians(samples["loop_fwd_bwd"], samples["fwd_bwd"], paired=False)}
+            r = {"vs_ia": timing_ratio(samples["cif"], samples["ia"], paired=True),
+                 "vs_fresh": timing_ratio(samples["cif"], samples["ia_fresh"], paired=True),
+                 "before": timing_ratio(samples["before"], samples["cif"], paired=False),
+                 "loop": timing_ratio(samples["loop"], samples["cif"], paired=False),
+                 "loop_fb": timing_ratio(samples["loop_fwd_bwd"], samples["fwd_bwd"], paired=False)}
             rows.append(r)
             log(f"{f'{batch} x {frames} x {dim}':>22} {lam:5.1f} {1e3 * t['cif']:11.2f} {1e3 * t['ia']:14.2f} "
                 f"{_x(r['vs_ia'])} {1e3 * t['ia_fresh']:12.2f} {_x(r['vs_fresh'])} "

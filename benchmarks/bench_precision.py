@@ -11,7 +11,10 @@
   config's opt-in ``teacher_precision: bf16``), and how close a bf16
   teacher's target layers stay to fp32's (smallest cosine, every frame).
 
-The machine's CPU decides what bf16 can gain: AMX and AVX512-BF16 compute it
+The ratios are side by side: extraction as medians of interleaved rounds,
+pretraining as means of steps interleaved on the same batches and lambdas,
+each with a 95% bootstrap interval over its rounds or steps.  The machine's
+CPU decides what bf16 can gain: AMX and AVX512-BF16 compute it
 natively; without them the ratios show the cost of emulation.  Measure on a
 quiet machine.
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +38,7 @@ from ofactl.inference import OFAModel
 from ofactl.model import OFAStudent, StudentConfig
 from ofactl.precision import cpu_bf16_flags
 
-from common import Result, at_least, at_most, best_time, info  # benchmarks/common.py (the script's directory is on sys.path)
+from common import RatioEstimate, Result, at_least, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
 
 LAMBDAS = (0.0, 0.5, 1.0, 1.5, 1.9)
 
@@ -52,12 +57,23 @@ def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callab
         cal = build_calibration((lengths.double() / 16000).tolist(), AlphaStats.cat([alpha_stats(alpha, frames)]))
     audio_s = float(lengths.sum()) / 16000
     speed: dict[tuple[str, int], float] = {}
+    ratio: dict[int, RatioEstimate] = {}
     for period in (20, 90):
         lam = 0.0 if period == 20 else cal.lam_for(float(period))
-        for name, model in (("fp32", fp32), ("bf16", bf16)):
-            speed[name, period] = audio_s / best_time(lambda: model.encode_batch(audio, lengths, lam), repeat)
+        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        for model in (fp32, bf16):
+            model.encode_batch(audio, lengths, lam)  # warm-up: kernel selection, allocator
+        for _ in range(repeat):  # interleaved rounds: fp32 and bf16 share each round's moment
+            for name, model in (("fp32", fp32), ("bf16", bf16)):
+                t0 = time.perf_counter()
+                model.encode_batch(audio, lengths, lam)
+                times[name].append(time.perf_counter() - t0)
+        for name in times:
+            speed[name, period] = audio_s / statistics.median(times[name])
+        ratio[period] = timing_ratio(times["fp32"], times["bf16"], paired=True)
         log(f"extract @ {period} ms (lambda {lam:.3f}): fp32 {speed['fp32', period]:.1f} audio-s/s, "
-            f"bf16 {speed['bf16', period]:.1f} audio-s/s, ratio {speed['bf16', period] / speed['fp32', period]:.2f}x")
+            f"bf16 {speed['bf16', period]:.1f} audio-s/s (medians of {repeat} interleaved rounds), ratio "
+            f"{ratio[period].value:.2f}x [{ratio[period].low:.2f}, {ratio[period].high:.2f}]")
 
     same = total = 0
     worst = 1.0
@@ -74,9 +90,9 @@ def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callab
     what = f"{preset}, {batch} x {seconds:g} s"
     return [
         at_least("precision", "precision.extract_20", f"extract 20 ms, bf16 / fp32 speed ({what})",
-                 speed["bf16", 20] / speed["fp32", 20], 2.0),
+                 ratio[20].value, 2.0).with_interval(ratio[20]),
         at_least("precision", "precision.extract_90", "extract 90 ms, bf16 / fp32 speed",
-                 speed["bf16", 90] / speed["fp32", 90], 2.0),
+                 ratio[90].value, 2.0).with_interval(ratio[90]),
         info("precision", "precision.speed_bf16_20", "bf16 extraction @ 20 ms", speed["bf16", 20], "audio-s/s"),
         info("precision", "precision.speed_bf16_90", "bf16 extraction @ 90 ms", speed["bf16", 90], "audio-s/s"),
         at_least("precision", "precision.same_lengths", f"identical frame counts, {total} utterance-lambdas",
@@ -86,7 +102,8 @@ def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callab
 
 
 def pretraining(preset: str, steps: int, batch: int, seconds: float, log: Callable[[str], None]) -> list[Result]:
-    from bench_pretrain import make_batches, run as run_steps  # the same step as benchmarks/bench_pretrain.py
+    # the same step as benchmarks/bench_pretrain.py, the three runs interleaved step by step
+    from bench_pretrain import make_batches, make_stepper, side_by_side
 
     from ofactl.pretrain_config import PretrainConfig
     from ofactl.train import step_lambda
@@ -94,21 +111,24 @@ def pretraining(preset: str, steps: int, batch: int, seconds: float, log: Callab
     batches = make_batches(steps, batch, seconds)
     lams = [step_lambda(PretrainConfig(seed=0), s) for s in range(steps)]
     warmup = 1
-    t32, _ = run_steps(preset, batches, lams, warmup, precision="fp32")
-    t16, _ = run_steps(preset, batches, lams, warmup, precision="bf16")
-    both, _ = run_steps(preset, batches, lams, warmup, precision="bf16", teacher_precision="bf16")
-    log(f"pretraining step ({preset}, {batch} x {seconds:g} s, {steps - warmup} timed steps): fp32 "
-        f"{1e3 * t32:.0f} ms; bf16 student, fp32 teacher (the default) {1e3 * t16:.0f} ms, ratio {t16 / t32:.2f}x; "
-        f"bf16 student and teacher (teacher_precision: bf16) {1e3 * both:.0f} ms, ratio {both / t32:.2f}x")
+    timed = side_by_side({"fp32": (make_stepper(preset, "fp32"), lams), "bf16": (make_stepper(preset, "bf16"), lams),
+                          "both": (make_stepper(preset, "bf16", teacher_precision="bf16"), lams)}, batches, warmup)
+    t32, t16, both = (statistics.mean(timed[name][0]) for name in ("fp32", "bf16", "both"))
+    r16 = timing_ratio(timed["bf16"][0], timed["fp32"][0], paired=True, statistic="mean")
+    r_both = timing_ratio(timed["both"][0], timed["fp32"][0], paired=True, statistic="mean")
+    log(f"pretraining step ({preset}, {batch} x {seconds:g} s, means of {steps - warmup} interleaved steps): fp32 "
+        f"{1e3 * t32:.0f} ms; bf16 student, fp32 teacher (the default) {1e3 * t16:.0f} ms, ratio {r16.value:.2f}x "
+        f"[{r16.low:.2f}, {r16.high:.2f}]; bf16 student and teacher (teacher_precision: bf16) {1e3 * both:.0f} ms, "
+        f"ratio {r_both.value:.2f}x [{r_both.low:.2f}, {r_both.high:.2f}]")
     cosine = teacher_agreement(preset, batches[0])
     log(f"teacher targets in bf16 against fp32 ({preset} teacher, its target layers, every valid frame): "
         f"min cosine {cosine:.5f}")
     return [
         at_most("precision", "precision.pretrain_step", f"pretraining step, bf16 / fp32 ({preset}, {batch} x "
-                f"{seconds:g} s)", t16 / t32, 0.6),
+                f"{seconds:g} s)", r16.value, 0.6).with_interval(r16),
         info("precision", "precision.pretrain_ms_bf16", "bf16 pretraining step", 1e3 * t16, "ms"),
         at_most("precision", "precision.pretrain_step_teacher_bf16", "pretraining step, bf16 student and teacher / "
-                "fp32 (teacher_precision: bf16)", both / t32, 0.6),
+                "fp32 (teacher_precision: bf16)", r_both.value, 0.6).with_interval(r_both),
         at_least("precision", "precision.teacher_cosine", "min cosine of bf16 teacher targets vs fp32", cosine, 0.999,
                  unit=""),
     ]
@@ -144,7 +164,7 @@ def measure(quick: bool = False, preset: str = "distilhubert", batch: int | None
         f"{torch.get_num_threads()} threads")
     batch = batch or (2 if quick else 8)
     seconds = seconds or (4.0 if quick else 10.0)
-    results = extraction(preset, batch, seconds, 1 if quick else 2, log)
+    results = extraction(preset, batch, seconds, 2 if quick else 5, log)
     results += pretraining(preset, steps or (3 if quick else 5), batch, min(seconds, 4.0), log)
     return results
 

@@ -2,7 +2,9 @@
 
 Both runs do the full step of ``ofactl.train`` (student forward at lambda,
 teacher forward, CIF pooling of the targets, losses, backward, AdamW update)
-on identical batches; OFA draws lambda ~ U[0, 2) per step as pretraining does.
+on identical batches, interleaved step by step; OFA draws lambda ~ U[0, 2)
+per step as pretraining does.  The ratio is of the mean step times (the total
+is what counts), with a 95% bootstrap interval over the paired steps.
 Goal (issue 4): OFA costs at most 5% more per step than lambda = 0.
 
 Run: python benchmarks/bench_pretrain.py [--preset tiny|distilhubert] [--steps N]
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -23,7 +26,7 @@ from ofactl.teacher import Teacher, TeacherConfig, init_student_from_teacher, lo
 from ofactl.pretrain_config import PretrainConfig
 from ofactl.train import param_groups, step_lambda, step_losses
 
-from common import Result, at_most, info  # benchmarks/common.py (the script's directory is on sys.path)
+from common import Result, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
 
 
 def make_teacher(preset: str) -> Teacher:
@@ -47,8 +50,10 @@ def make_batches(steps: int, batch: int, seconds: float) -> list[tuple[torch.Ten
     return batches
 
 
-def run(preset: str, batches, lams, warmup: int, precision: str = "fp32",
-        teacher_precision: str = "fp32") -> tuple[float, list[float]]:
+def make_stepper(preset: str, precision: str = "fp32",
+                 teacher_precision: str = "fp32") -> Callable[[torch.Tensor, torch.Tensor, float], tuple[float, float]]:
+    """A fresh student (initialised from a fresh teacher, seed 0) and its optimiser; returns ``step(audio, lengths,
+    lam) -> (seconds, mean output period in ms)``, one full pretraining step of ``ofactl.train``."""
     torch.manual_seed(0)
     teacher = make_teacher(preset)
     student = OFAStudent(StudentConfig.preset(preset))
@@ -56,18 +61,32 @@ def run(preset: str, batches, lams, warmup: int, precision: str = "fp32",
     student.train()
     cfg = PretrainConfig(precision=precision, teacher_precision=teacher_precision)
     opt = torch.optim.AdamW(param_groups(student, 0.01), lr=2e-4)
-    times, periods = [], []
-    for i, ((audio, lengths), lam) in enumerate(zip(batches, lams)):
+
+    def step(audio: torch.Tensor, lengths: torch.Tensor, lam: float) -> tuple[float, float]:
         t0 = time.perf_counter()
         parts, out = step_losses(student, teacher, audio, lengths, lam, student.config.target_layers, cfg)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
         opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-        periods.append(1000 * float(lengths.sum()) / 16000 / max(int(out.lengths.sum()), 1))
-    return sum(times) / len(times), periods
+        seconds = time.perf_counter() - t0
+        return seconds, 1000 * float(lengths.sum()) / 16000 / max(int(out.lengths.sum()), 1)
+
+    return step
+
+
+def side_by_side(runs: dict[str, tuple[Callable, list[float]]], batches, warmup: int
+                 ) -> dict[str, tuple[list[float], list[float]]]:
+    """Each run's step times (after ``warmup`` steps) and output periods, the runs interleaved step by step on the
+    same batches (run name -> (stepper, lambda per step)), so that step i of every run shares its moment."""
+    out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in runs}
+    for i, (audio, lengths) in enumerate(batches):
+        for name, (step, lams) in runs.items():
+            seconds, period = step(audio, lengths, lams[i])
+            if i >= warmup:
+                out[name][0].append(seconds)
+            out[name][1].append(period)
+    return out
 
 
 def measure(
@@ -93,16 +112,20 @@ def measure(
     warmup = min(3, steps // 4)
     log(f"# pretraining step time, preset {preset}, batch {batch} x {seconds:g} s, "
         f"{steps} steps; {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    t_zero, p_zero = run(preset, batches, [0.0] * steps, warmup)
-    t_ofa, p_ofa = run(preset, batches, ofa_lams, warmup)
+    timed = side_by_side({"zero": (make_stepper(preset), [0.0] * steps),
+                          "ofa": (make_stepper(preset), ofa_lams)}, batches, warmup)
+    (times_zero, p_zero), (times_ofa, p_ofa) = timed["zero"], timed["ofa"]
+    t_zero, t_ofa = statistics.mean(times_zero), statistics.mean(times_ofa)
+    ratio = timing_ratio(times_ofa, times_zero, paired=True, statistic="mean")
     log(f"{'run':<22} {'ms/step':>9} {'mean period ms':>15}")
     log(f"{'lambda = 0':<22} {1e3 * t_zero:9.1f} {sum(p_zero) / len(p_zero):15.1f}")
     log(f"{'OFA, lambda ~ U[0,2)':<22} {1e3 * t_ofa:9.1f} {sum(p_ofa) / len(p_ofa):15.1f}")
-    log(f"OFA / lambda=0 step time: {t_ofa / t_zero:.3f} (goal <= 1.05)")
+    log(f"OFA / lambda=0 step time (means of {ratio.n} interleaved steps): {ratio.value:.3f} "
+        f"[{ratio.low:.3f}, {ratio.high:.3f}] (goal <= 1.05)")
     step_audio_s = sum(float(lengths.sum()) for _, lengths in batches[warmup:]) / 16000 / (steps - warmup)
     return [
         at_most("pretrain", "pretrain.step_ratio", f"OFA step / lambda=0 step ({preset}, {batch} x {seconds:g} s)",
-                t_ofa / t_zero, 1.05),
+                ratio.value, 1.05).with_interval(ratio),
         info("pretrain", "pretrain.step_ms_zero", "lambda=0 step", 1e3 * t_zero, "ms"),
         info("pretrain", "pretrain.step_ms_ofa", "OFA step, lambda ~ U[0,2)", 1e3 * t_ofa, "ms"),
         info("pretrain", "pretrain.speed_ofa", "OFA pretraining throughput", step_audio_s / t_ofa, "audio-s/s"),

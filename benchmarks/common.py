@@ -28,7 +28,7 @@ class Result:
     ``"%"`` or ``""``.  ``goal`` is a short text such as ``"<= 1.10x"``;
     ``met`` is None when there is no goal.  ``low``/``high`` bound a 95%
     interval of ``value`` where the benchmark measures one (a bootstrap over
-    its rounds, see :func:`ratio_of_medians`) and ``n`` is the number of
+    its rounds, see :func:`timing_ratio`) and ``n`` is the number of
     rounds (or runs) behind it; a goal is judged on ``value``, the interval
     says how far to trust that.
     """
@@ -51,7 +51,7 @@ class Result:
 
 @dataclass(frozen=True)
 class RatioEstimate:
-    """``value = median(numerator) / median(denominator)`` with a 95% bootstrap interval over ``n`` rounds."""
+    """``value = statistic(numerator) / statistic(denominator)`` with a 95% bootstrap interval over ``n`` rounds."""
 
     value: float
     low: float
@@ -59,27 +59,33 @@ class RatioEstimate:
     n: int
 
 
-def ratio_of_medians(numerator: Sequence[float], denominator: Sequence[float], *, paired: bool,
-                     level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> RatioEstimate:
-    """The ratio of two medians of timings, with a percentile bootstrap interval.
+def timing_ratio(numerator: Sequence[float], denominator: Sequence[float], *, paired: bool,
+                 statistic: str = "median", level: float = 0.95, n_resamples: int = 2000,
+                 seed: int = 0) -> RatioEstimate:
+    """The ratio of two timings' medians (or means), with a percentile bootstrap interval.
 
     ``paired``: the i-th timings of both were taken in the same round (side by
     side), so rounds are resampled together and what a round shares (a busy
     moment of the machine) cancels; otherwise each side is resampled on its
     own.  ``n`` is the smaller number of timings.  The median, not the best
-    call: on a machine whose caches and page faults vary from call to call,
-    the best call of one function and of another are not the same kind of
-    luck, while the medians of interleaved rounds are.
+    call, for repeated identical work: on a machine whose caches and page
+    faults vary from call to call, the best call of one function and of
+    another are not the same kind of luck, while the medians of interleaved
+    rounds are.  The mean where the work differs on purpose from round to
+    round (pretraining steps at random lambdas: the total time is what counts).
     """
+    if statistic not in ("median", "mean"):
+        raise ValueError(f"statistic must be 'median' or 'mean', found {statistic!r}")
+    reduce = np.median if statistic == "median" else np.mean
     num = np.asarray(numerator, dtype=np.float64)
     den = np.asarray(denominator, dtype=np.float64)
     if not len(num) or not len(den) or (paired and len(num) != len(den)):
         raise ValueError(f"need timings on both sides{' in pairs' if paired else ''}: {len(num)} and {len(den)}")
-    value = float(np.median(num) / np.median(den))
+    value = float(reduce(num) / reduce(den))
     rng = np.random.default_rng(seed)
     pick_num = rng.integers(0, len(num), size=(n_resamples, len(num)))
     pick_den = pick_num if paired else rng.integers(0, len(den), size=(n_resamples, len(den)))
-    replicates = np.median(num[pick_num], axis=1) / np.median(den[pick_den], axis=1)
+    replicates = reduce(num[pick_num], axis=1) / reduce(den[pick_den], axis=1)
     low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     return RatioEstimate(value, float(low), float(high), min(len(num), len(den)))
 

@@ -64,12 +64,15 @@ def check_key_ratios(stdout: str, data: dict) -> None:
 
 
 def check_intervals(stdout: str, data: dict) -> None:
-    """The cif ratios carry a 95% interval and their n, in the JSON and in the table."""
-    rows = [r for r in data["results"] if r["key"].startswith(("cif.vs_index_add.", "cif.speedup.", "cif.fwd_bwd_speedup."))]
-    assert rows
+    """The side-by-side timing ratios carry a 95% interval and their n, in the JSON and in the table."""
+    prefixes = ("cif.vs_index_add.", "cif.speedup.", "cif.fwd_bwd_speedup.", "pretrain.step_ratio",
+                "precision.extract_", "precision.pretrain_step")
+    rows = [r for r in data["results"] if r["key"].startswith(prefixes)]
+    assert {prefix for prefix in prefixes for r in rows if r["key"].startswith(prefix)} == set(prefixes)
     for r in rows:
         assert r["low"] <= r["value"] <= r["high"] and r["n"] >= 1, r
-        line = next(line for line in stdout.splitlines() if line.startswith("| cif") and r["quantity"] in line)
+        line = next(line for line in stdout.splitlines()
+                    if line.startswith(f"| {r['benchmark']}") and r["quantity"] in line)
         assert f"n={r['n']}" in line and "[" in line
 
 
@@ -85,27 +88,27 @@ def check_every_value(stdout: str, data: dict) -> None:
     assert f"# {met} of {goals} goals met" in stdout
 
 
-def test_ratio_of_medians_and_its_interval():
+def test_timing_ratio_and_its_interval():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from common import Result, format_interval, ratio_of_medians
+        from common import Result, format_interval, timing_ratio
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     num, den = [3.0, 4.0, 5.0, 6.0, 100.0], [1.0, 2.0, 2.0, 2.0, 50.0]
     for paired in (True, False):
-        est = ratio_of_medians(num, den, paired=paired)
+        est = timing_ratio(num, den, paired=paired)
         assert est.value == 5.0 / 2.0 and est.n == 5  # median(num) / median(den), not a mean of ratios
         assert est.low <= est.value <= est.high
     # a round that is slow for both cancels when paired: the paired interval is the narrower one here
     rng = __import__("numpy").random.default_rng(0)
     load = rng.uniform(1.0, 3.0, size=40)
-    paired = ratio_of_medians(2.0 * load, load, paired=True)
-    unpaired = ratio_of_medians(2.0 * load, load, paired=False)
+    paired = timing_ratio(2.0 * load, load, paired=True)
+    unpaired = timing_ratio(2.0 * load, load, paired=False)
     assert paired.low == paired.high == 2.0 and unpaired.high - unpaired.low > 0.2
-    assert ratio_of_medians([1.0] * 3, [2.0] * 3, paired=True).value == 0.5
+    assert timing_ratio([1.0] * 3, [2.0] * 3, paired=True).value == 0.5
     with __import__("pytest").raises(ValueError, match="in pairs"):
-        ratio_of_medians([1.0, 2.0], [1.0], paired=True)
-    r = Result("cif", "q", 2.5, "x").with_interval(ratio_of_medians(num, den, paired=True))
+        timing_ratio([1.0, 2.0], [1.0], paired=True)
+    r = Result("cif", "q", 2.5, "x").with_interval(timing_ratio(num, den, paired=True))
     assert format_interval(r).startswith("2.500x [") and format_interval(r).endswith("] n=5")
     assert format_interval(Result("cif", "q", 2.5, "x")) == "2.500x"
 
