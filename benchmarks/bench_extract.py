@@ -1,6 +1,8 @@
 """Extraction benchmark: time per period against the CNN floor and a student without CIF; bytes per hour; long-audio memory.
 
-Everything is measured side by side in one run on the same batches (10-s
+Everything is measured side by side in one run on the same batches, the runs
+interleaved round by round (medians; the goal ratios with a 95% bootstrap
+interval over the rounds; 10-s
 utterances, batch 8 by default, the distilhubert preset with random weights:
 compute does not depend on the weights, only the frame counts do, and lambda
 is chosen per period from a calibration of this very model on these batches).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,21 +41,24 @@ from ofactl.inference import OFAModel
 from ofactl.layers import run_encoder
 from ofactl.model import OFAStudent, StudentConfig
 
-from common import Result, at_most, info  # benchmarks/common.py (the script's directory is on sys.path)
+from common import Result, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
 
 PERIODS_MS = (20, 40, 90, 160, 960)
 
 
-def timed(fn, batches, repeat: int) -> float:
-    """Best-of-``repeat`` total seconds over all batches."""
-    fn(*batches[0])  # warm-up
-    best = float("inf")
+def side_by_side(fns: dict[str, Callable], batches, repeat: int) -> dict[str, list[float]]:
+    """Each function's total seconds over all batches, per round, the functions interleaved round by round (after
+    one warm-up call each), so that round i of every function shares its moment."""
+    for fn in fns.values():
+        fn(*batches[0])  # warm-up: kernel selection, allocator
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for b in batches:
-            fn(*b)
-        best = min(best, time.perf_counter() - t0)
-    return best
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for b in batches:
+                fn(*b)
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def long_audio_peak(preset: str, minutes: float, chunk_s: float) -> dict:
@@ -81,7 +87,7 @@ def measure(
     batches: int | None = None,
     batch: int = 8,
     seconds: float = 10.0,
-    repeat: int = 2,
+    repeat: int = 4,
     long_minutes: float = 0.0,
     log: Callable[[str], None] | None = None,
 ) -> list[Result]:
@@ -126,9 +132,14 @@ def measure(
             return run
 
         log(f"# extraction, preset {preset}, {n_batches} batches of {batch} x {seconds:g} s; "
-            f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-        t_cnn = timed(cnn, batches, repeat)
-        t_plain = timed(no_cif, batches, repeat)
+            f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; medians of "
+            f"{repeat} interleaved rounds")
+        lams = {period: 0.0 if period == 20 else cal.lam_for(float(period)) for period in PERIODS_MS}
+        samples = side_by_side({"cnn": cnn, "no_cif": no_cif, **{p: ofa(lam) for p, lam in lams.items()}},
+                               batches, repeat)
+        t_cnn, t_plain = statistics.median(samples["cnn"]), statistics.median(samples["no_cif"])
+        ratio_90 = timing_ratio(samples[90], samples["cnn"], paired=True)
+        ratio_20 = timing_ratio(samples[20], samples["no_cif"], paired=True)
         log(f"{'run':<18} {'lambda':>7} {'period ms':>10} {'audio-s/s':>10} {'x CNN floor':>12} {'x no-CIF':>9} "
             f"{'MB/hour':>9}")
         log(f"{'CNN floor':<18} {'':>7} {'':>10} {audio_s / t_cnn:10.1f} {1.0:12.3f} {t_cnn / t_plain:9.3f} {'':>9}")
@@ -136,8 +147,8 @@ def measure(
             f"{1.0:9.3f} {'':>9}")
         sizes, times = {}, {}
         for period in PERIODS_MS:
-            lam = 0.0 if period == 20 else cal.lam_for(float(period))
-            t = times[period] = timed(ofa(lam), batches, repeat)
+            lam = lams[period]
+            t = times[period] = statistics.median(samples[period])
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "f.h5"
                 frames = 0
@@ -151,13 +162,16 @@ def measure(
             measured = 1000 * audio_s / frames
             log(f"{f'OFA @ {period} ms':<18} {lam:7.3f} {measured:10.1f} {audio_s / t:10.1f} {t / t_cnn:12.3f} "
                 f"{t / t_plain:9.3f} {sizes[period]:9.1f}")
-        log(f"# goals: 90 ms <= 1.10x CNN floor; 20 ms <= 1.03x no CIF; 90 ms file <= 1/4 of 20 ms "
-            f"(measured {sizes[90] / sizes[20]:.3f})")
+        log(f"# goals: 90 ms <= 1.10x CNN floor (measured {ratio_90.value:.3f} [{ratio_90.low:.3f}, "
+            f"{ratio_90.high:.3f}]); 20 ms <= 1.03x no CIF ({ratio_20.value:.3f} [{ratio_20.low:.3f}, "
+            f"{ratio_20.high:.3f}]); 90 ms file <= 1/4 of 20 ms ({sizes[90] / sizes[20]:.3f})")
 
     what = f"{preset}, {batch} x {seconds:g} s"
     results = [
-        at_most("extract", "extract.ratio_90_cnn", f"extract 90 ms / CNN floor ({what})", times[90] / t_cnn, 1.10),
-        at_most("extract", "extract.ratio_20_nocif", "extract 20 ms, CIF / no CIF", times[20] / t_plain, 1.03),
+        at_most("extract", "extract.ratio_90_cnn", f"extract 90 ms / CNN floor ({what})", ratio_90.value,
+                1.10).with_interval(ratio_90),
+        at_most("extract", "extract.ratio_20_nocif", "extract 20 ms, CIF / no CIF", ratio_20.value,
+                1.03).with_interval(ratio_20),
         at_most("extract", "extract.size_ratio_90_20", "90 ms file / 20 ms file (float16)", sizes[90] / sizes[20], 0.25),
         info("extract", "extract.speed_cnn", "CNN floor throughput", audio_s / t_cnn, "audio-s/s"),
         info("extract", "extract.speed_nocif", "no CIF @ 20 ms throughput", audio_s / t_plain, "audio-s/s"),
@@ -183,7 +197,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=4, help="interleaved rounds")
     parser.add_argument("--long-minutes", type=float, default=0.0, help="also measure memory on this much audio")
     args = parser.parse_args()
     measure(preset=args.preset, batches=args.batches, batch=args.batch, seconds=args.seconds, repeat=args.repeat,

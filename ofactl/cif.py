@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ofactl.channels_last import conv1d_module
 from ofactl.layers import valid_mask
 
 #: A running sum within this distance below an integer counts as reaching it.
@@ -292,7 +293,7 @@ class AlphaModule(nn.Module):
         """``x``: ``(batch, frame, feature)``, ``lengths``: ``(batch,)`` -> ``alpha (batch, frame)``."""
         valid = valid_mask(lengths, x.shape[1])
         h = x.masked_fill(~valid[..., None], 0.0)
-        h = self.conv(h.transpose(1, 2)).transpose(1, 2)
+        h = conv1d_module(self.conv, h.transpose(1, 2)).transpose(1, 2)  # channels-last on the CPU: no copies
         h = torch.relu(self.norm(h))
         alpha = torch.sigmoid(self.proj(h).squeeze(-1))
         return alpha.masked_fill(~valid, 0.0)

@@ -66,7 +66,7 @@ def check_key_ratios(stdout: str, data: dict) -> None:
 def check_intervals(stdout: str, data: dict) -> None:
     """The side-by-side timing ratios carry a 95% interval and their n, in the JSON and in the table."""
     prefixes = ("cif.vs_index_add.", "cif.speedup.", "cif.fwd_bwd_speedup.", "pretrain.step_ratio",
-                "precision.extract_", "precision.pretrain_step")
+                "precision.extract_", "precision.pretrain_step", "extract.ratio_90_cnn", "extract.ratio_20_nocif")
     rows = [r for r in data["results"] if r["key"].startswith(prefixes)]
     assert {prefix for prefix in prefixes for r in rows if r["key"].startswith(prefix)} == set(prefixes)
     for r in rows:
