@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -33,7 +32,9 @@ import torch
 from ofactl.cif import FIRE_EPS, cif, modify_alpha
 from ofactl.layers import valid_mask
 
-from common import RatioEstimate, Result, above, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
+from common import (  # benchmarks/common.py (the script's directory is on sys.path)
+    RatioEstimate, Result, above, at_most, info, keep_freed_memory, side_by_side, timing_ratio,
+)
 
 GOAL_VS_INDEX_ADD = 2.0  # forward <= 2x one index_add_ pass
 GOAL_FWD_SPEEDUP = 8.0  # forward >= 8x faster than the loop
@@ -102,27 +103,6 @@ def _cif_before(x: torch.Tensor, alpha: torch.Tensor, lengths: torch.Tensor) -> 
         centers.index_add_(0, idx_next, t_index * w_next.detach().reshape(-1))
         centers = centers.view(batch, slots)[:, :n_max].masked_fill(~keep, 0.0)
     return out, centers
-
-
-def side_by_side(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Per round, the time in seconds of each function, the functions interleaved round by round.
-
-    Each round calls each function twice in a row and keeps the faster call,
-    so that each is also measured with its own data in the caches (otherwise
-    the second of two functions on the same input would find it there, the
-    first not).  The i-th times of all functions share round i (pairs for
-    :func:`timing_ratio`).
-    """
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            calls = []
-            for _ in range(2):
-                t0 = time.perf_counter()
-                fn()
-                calls.append(time.perf_counter() - t0)
-            times[name].append(min(calls))
-    return times
 
 
 def _x(estimate: RatioEstimate) -> str:
@@ -219,11 +199,12 @@ def _measure(quick, shapes, repeat, n_utt, log) -> list[Result]:
             ia, ia_fresh = index_add_floor(x, alpha_mod)
             # (the forward + backward in rounds of its own: it reads a copy of x, which would evict x from
             # the caches between the calls that are compared with each other)
-            fast = side_by_side({"cif": lambda: cif(x, alpha_mod, lengths), "ia": ia, "ia_fresh": ia_fresh}, rounds)
-            fast |= side_by_side({"fwd_bwd": fwd_bwd}, rounds)
-            fast["before"] = side_by_side({"before": lambda: _cif_before(x, alpha_mod, lengths)}, repeat)["before"]
+            # each round: the faster of two calls in a row (each function also measured with its data in the caches)
+            fast = side_by_side({"cif": lambda: cif(x, alpha_mod, lengths), "ia": ia, "ia_fresh": ia_fresh}, rounds, 2)
+            fast |= side_by_side({"fwd_bwd": fwd_bwd}, rounds, 2)
+            fast["before"] = side_by_side({"before": lambda: _cif_before(x, alpha_mod, lengths)}, repeat, 2)["before"]
             slow = side_by_side({"loop": lambda: loop_cif(x, alpha_mod, lengths), "loop_fwd_bwd": loop_fwd_bwd},
-                                repeat)
+                                repeat, 2)
             samples = {**fast, **slow}
             t = {name: statistics.median(values) for name, values in samples.items()}
             r = {"vs_ia": timing_ratio(samples["cif"], samples["ia"], paired=True),
@@ -293,6 +274,7 @@ def _measure(quick, shapes, repeat, n_utt, log) -> list[Result]:
 
 
 def main() -> None:
+    keep_freed_memory()  # as `ofactl extract` does (benchmarks/common.py says why)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the goals' setting)")

@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,24 +40,19 @@ from ofactl.inference import OFAModel
 from ofactl.layers import run_encoder
 from ofactl.model import OFAStudent, StudentConfig
 
-from common import Result, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
+from common import (  # benchmarks/common.py (the script's directory is on sys.path)
+    Result, at_most, info, keep_freed_memory, side_by_side, timing_ratio,
+)
 
 PERIODS_MS = (20, 40, 90, 160, 960)
 
 
-def side_by_side(fns: dict[str, Callable], batches, repeat: int) -> dict[str, list[float]]:
-    """Each function's total seconds over all batches, per round, the functions interleaved round by round (after
-    one warm-up call each), so that round i of every function shares its moment."""
-    for fn in fns.values():
-        fn(*batches[0])  # warm-up: kernel selection, allocator
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for b in batches:
-                fn(*b)
-            times[name].append(time.perf_counter() - t0)
-    return times
+def _over(fn: Callable, batches) -> Callable[[], None]:
+    """``fn`` over every batch, as one call."""
+    def run() -> None:
+        for batch in batches:
+            fn(*batch)
+    return run
 
 
 def long_audio_peak(preset: str, minutes: float, chunk_s: float) -> dict:
@@ -66,7 +60,9 @@ def long_audio_peak(preset: str, minutes: float, chunk_s: float) -> dict:
     code = f"""
 import json, resource, time, torch
 from ofactl.inference import OFAModel
+from ofactl.malloc_tuning import keep_freed_memory
 from ofactl.model import OFAStudent, StudentConfig
+keep_freed_memory()  # as `ofactl extract` does
 torch.manual_seed(0)
 m = OFAModel(OFAStudent(StudentConfig.preset({preset!r})).eval(), None, "x", None, torch.device("cpu"))
 wave = torch.randn(int({minutes} * 60 * 16000)) * 0.1
@@ -135,8 +131,10 @@ def measure(
             f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; medians of "
             f"{repeat} interleaved rounds")
         lams = {period: 0.0 if period == 20 else cal.lam_for(float(period)) for period in PERIODS_MS}
-        samples = side_by_side({"cnn": cnn, "no_cif": no_cif, **{p: ofa(lam) for p, lam in lams.items()}},
-                               batches, repeat)
+        fns = {"cnn": cnn, "no_cif": no_cif, **{p: ofa(lam) for p, lam in lams.items()}}
+        for fn in fns.values():
+            fn(*batches[0])  # warm-up: kernel selection, allocator
+        samples = side_by_side({name: _over(fn, batches) for name, fn in fns.items()}, repeat)
         t_cnn, t_plain = statistics.median(samples["cnn"]), statistics.median(samples["no_cif"])
         ratio_90 = timing_ratio(samples[90], samples["cnn"], paired=True)
         ratio_20 = timing_ratio(samples[20], samples["no_cif"], paired=True)
@@ -192,6 +190,7 @@ def measure(
 
 
 def main() -> None:
+    keep_freed_memory()  # as `ofactl extract` does (benchmarks/common.py says why)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="distilhubert", choices=["distilhubert", "tiny"])
     parser.add_argument("--batches", type=int, default=3)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +37,9 @@ from ofactl.inference import OFAModel
 from ofactl.model import OFAStudent, StudentConfig
 from ofactl.precision import cpu_bf16_flags
 
-from common import RatioEstimate, Result, at_least, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
+from common import (  # benchmarks/common.py (the script's directory is on sys.path)
+    RatioEstimate, Result, at_least, at_most, info, keep_freed_memory, side_by_side, timing_ratio,
+)
 
 LAMBDAS = (0.0, 0.5, 1.0, 1.5, 1.9)
 
@@ -60,14 +61,9 @@ def extraction(preset: str, batch: int, seconds: float, repeat: int, log: Callab
     ratio: dict[int, RatioEstimate] = {}
     for period in (20, 90):
         lam = 0.0 if period == 20 else cal.lam_for(float(period))
-        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-        for model in (fp32, bf16):
-            model.encode_batch(audio, lengths, lam)  # warm-up: kernel selection, allocator
-        for _ in range(repeat):  # interleaved rounds: fp32 and bf16 share each round's moment
-            for name, model in (("fp32", fp32), ("bf16", bf16)):
-                t0 = time.perf_counter()
-                model.encode_batch(audio, lengths, lam)
-                times[name].append(time.perf_counter() - t0)
+        # interleaved rounds: fp32 and bf16 share each round's moment
+        times = side_by_side({name: (lambda m=model: m.encode_batch(audio, lengths, lam))
+                              for name, model in (("fp32", fp32), ("bf16", bf16))}, repeat, warmup=True)
         for name in times:
             speed[name, period] = audio_s / statistics.median(times[name])
         ratio[period] = timing_ratio(times["fp32"], times["bf16"], paired=True)
@@ -170,6 +166,7 @@ def measure(quick: bool = False, preset: str = "distilhubert", batch: int | None
 
 
 def main() -> None:
+    keep_freed_memory()  # as `ofactl extract` does (benchmarks/common.py says why)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()

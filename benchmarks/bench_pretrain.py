@@ -26,7 +26,7 @@ from ofactl.teacher import Teacher, TeacherConfig, init_student_from_teacher, lo
 from ofactl.pretrain_config import PretrainConfig
 from ofactl.train import param_groups, step_lambda, step_losses
 
-from common import Result, at_most, info, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
+from common import Result, at_most, info, keep_freed_memory, timing_ratio  # benchmarks/common.py (the script's directory is on sys.path)
 
 
 def make_teacher(preset: str) -> Teacher:
@@ -133,6 +133,7 @@ def measure(
 
 
 def main() -> None:
+    keep_freed_memory()  # as `ofactl extract` does (benchmarks/common.py says why)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", choices=["tiny", "distilhubert"])
     parser.add_argument("--steps", type=int, default=30)

@@ -136,13 +136,42 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:.{digits}f} {unit}"
 
 
-def best_time(fn: Callable[[], object], repeat: int, warmup: bool = True) -> float:
-    """The fastest of ``repeat`` calls of ``fn``, in seconds (after one untimed call with ``warmup``)."""
+def keep_freed_memory() -> bool:
+    """Keep freed memory in this process (``ofactl.malloc_tuning``), as ``ofactl extract`` does.
+
+    Otherwise glibc returns every freed tensor above 32 MB to the kernel and
+    the next one of that size page-faults in again (about 1 us per 4 KiB page
+    on a VM): whether a call pays that depends on the allocator's history, so
+    the same function measured twice can differ 3x.  ``run_all.py`` and each
+    benchmark's ``main()`` call this first; ``bench_malloc.py`` measures the
+    difference itself, in child processes.
+    """
+    from ofactl.malloc_tuning import keep_freed_memory as keep
+
+    return keep()
+
+
+def side_by_side(fns: dict[str, Callable[[], object]], rounds: int, calls_per_round: int = 1,
+                 warmup: bool = False) -> dict[str, list[float]]:
+    """Per round, the time in seconds of each function, the functions interleaved round by round.
+
+    The i-th times of all functions share round i: pairs for
+    :func:`timing_ratio`.  ``calls_per_round`` > 1 calls each function that
+    many times in a row and keeps the fastest, so that each is also measured
+    with its own data in the caches (otherwise the second of two functions on
+    the same input would find it there, the first not).  ``warmup``: one
+    untimed call of each first (kernel selection, allocator).
+    """
     if warmup:
-        fn()  # kernel selection, allocator
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            calls = []
+            for _ in range(calls_per_round):
+                t0 = time.perf_counter()
+                fn()
+                calls.append(time.perf_counter() - t0)
+            times[name].append(min(calls))
+    return times

@@ -1,7 +1,7 @@
 """All benchmarks in one run, one table: CIF, extraction, pretraining, probes at scale.
 
-Runs ``measure()`` of bench_cif.py, bench_extract.py, bench_pretrain.py, bench_probe.py, bench_precision.py
-and bench_st.py (each
+Runs ``measure()`` of bench_cif.py, bench_extract.py, bench_pretrain.py, bench_probe.py, bench_precision.py,
+bench_st.py and bench_malloc.py (each
 still runnable on its own, with its detailed table) and prints one table,
 benchmark | quantity | measured | goal | met, under a line naming the machine.
 Ratios ("x") are measured side by side in one run, so they hold on a noisy
@@ -9,7 +9,7 @@ machine where absolute times do not; where a benchmark measures how sure a
 ratio is, the table gives its 95% interval and the n of rounds behind it.  A missed goal is marked in the table,
 never an error: the exit status is 0 whenever the benchmarks ran.
 
-Run: python benchmarks/run_all.py [--quick] [--long-minutes N] [--only cif,extract,pretrain,probe,precision,st]
+Run: python benchmarks/run_all.py [--quick] [--long-minutes N] [--only cif,extract,pretrain,probe,precision,st,malloc]
                                   [--threads N] [--json FILE] [--verbose]
 (``make bench ARGS=--quick``).  ``--tiny`` runs the smallest sizes, for tests:
 its numbers only show that everything runs.
@@ -37,11 +37,12 @@ import bench_extract  # noqa: E402
 import bench_precision  # noqa: E402
 import bench_pretrain  # noqa: E402
 import bench_probe  # noqa: E402
+import bench_malloc  # noqa: E402
 import bench_st  # noqa: E402
-from common import Result, format_interval  # noqa: E402
+from common import Result, format_interval, keep_freed_memory  # noqa: E402
 
 BENCHMARKS = {"cif": bench_cif, "extract": bench_extract, "pretrain": bench_pretrain, "probe": bench_probe,
-              "precision": bench_precision, "st": bench_st}
+              "precision": bench_precision, "st": bench_st, "malloc": bench_malloc}
 
 # --tiny: the smallest sizes that run every code path (tests; numbers not meaningful)
 TINY = {
@@ -51,6 +52,7 @@ TINY = {
     "probe": {"base_gb": 0.004, "scales": (1, 2), "sweep": False},
     "precision": {"preset": "tiny", "batch": 2, "seconds": 1.0, "steps": 2},
     "st": {"batch": 1, "steps": 6, "seconds": 1.0, "repeat": 1},
+    "malloc": {"preset": "tiny", "batch": 1, "seconds": 1.0, "rounds": 1},
 }
 
 
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write machine, settings and results to this file")
     parser.add_argument("--verbose", action="store_true", help="also print each benchmark's detailed table")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as `ofactl extract` does (benchmarks/common.py says why)
 
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in only if name not in BENCHMARKS]

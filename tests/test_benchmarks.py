@@ -24,6 +24,7 @@ KEY_RATIOS = {
     "probe": ["probe.stream_vs_memory_1x", "probe.rss_growth"],
     "precision": ["precision.extract_20", "precision.extract_90", "precision.pretrain_step"],
     "st": ["st.incremental_speedup"],
+    "malloc": [],
 }
 
 
@@ -66,7 +67,8 @@ def check_key_ratios(stdout: str, data: dict) -> None:
 def check_intervals(stdout: str, data: dict) -> None:
     """The side-by-side timing ratios carry a 95% interval and their n, in the JSON and in the table."""
     prefixes = ("cif.vs_index_add.", "cif.speedup.", "cif.fwd_bwd_speedup.", "pretrain.step_ratio",
-                "precision.extract_", "precision.pretrain_step", "extract.ratio_90_cnn", "extract.ratio_20_nocif")
+                "precision.extract_", "precision.pretrain_step", "extract.ratio_90_cnn", "extract.ratio_20_nocif",
+                "st.incremental_speedup")
     rows = [r for r in data["results"] if r["key"].startswith(prefixes)]
     assert {prefix for prefix in prefixes for r in rows if r["key"].startswith(prefix)} == set(prefixes)
     for r in rows:
@@ -91,7 +93,7 @@ def check_every_value(stdout: str, data: dict) -> None:
 def test_timing_ratio_and_its_interval():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from common import Result, format_interval, timing_ratio
+        from common import Result, format_interval, side_by_side, timing_ratio
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     num, den = [3.0, 4.0, 5.0, 6.0, 100.0], [1.0, 2.0, 2.0, 2.0, 50.0]
@@ -111,6 +113,15 @@ def test_timing_ratio_and_its_interval():
     r = Result("cif", "q", 2.5, "x").with_interval(timing_ratio(num, den, paired=True))
     assert format_interval(r).startswith("2.500x [") and format_interval(r).endswith("] n=5")
     assert format_interval(Result("cif", "q", 2.5, "x")) == "2.500x"
+    with __import__("pytest").raises(ValueError, match="median"):
+        timing_ratio([1.0], [1.0], paired=True, statistic="best")
+    assert timing_ratio([1.0, 3.0, 8.0], [1.0, 1.0, 1.0], paired=True, statistic="mean").value == 4.0
+    # interleaving: every function once per round (the fastest of calls_per_round calls), after a warm-up call
+    calls: list[str] = []
+    times = side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3, calls_per_round=2,
+                         warmup=True)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3} and min(times["a"] + times["b"]) >= 0
 
 
 def test_only_and_unknown_names():

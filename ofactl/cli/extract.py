@@ -46,7 +46,9 @@ def calibrate(
     from ofactl import load_model
     from ofactl.calibrate import measure_calibration
     from ofactl.cli.calibration_table import render_table
+    from ofactl.malloc_tuning import keep_freed_memory
 
+    keep_freed_memory()  # batches' large tensors reuse memory instead of page-faulting it in (OFACTL_MALLOC=system)
     m = load_model(model, device=device, precision=precision)
     with ProgressLine("calibrating", enabled=not quiet) as bar:
         run = measure_calibration(m, data, split=split, layout=layout, id_from=id_from, progress=bar.update)
@@ -112,7 +114,9 @@ def extract(
     model = precheck.model(model)
     from ofactl import load_model
     from ofactl.extract import extract_features
+    from ofactl.malloc_tuning import keep_freed_memory
 
+    keep_freed_memory()  # batches' large tensors reuse memory instead of page-faulting it in (OFACTL_MALLOC=system)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     m = load_model(model, device=device, precision=precision)  # under torchrun, "auto" is this rank's GPU
     with ProgressLine("extracting", enabled=not quiet and main_rank) as bar:
