@@ -46,7 +46,9 @@ t0 = time.perf_counter()
 model.encode_batch(audio, lengths, 1.0)
 seconds = time.perf_counter() - t0
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"seconds": seconds, "faults": usage.ru_minflt - faults, "peak_mb": usage.ru_maxrss / 1024}))
+# this process's own high-water mark (ru_maxrss would carry the parent's over from the fork)
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "faults": usage.ru_minflt - faults, "peak_mb": peak_kb / 1024}))
 """
 
 
